@@ -1,0 +1,109 @@
+// Agent configuration: agent.yaml (the seed's keys: id, server, plugins.directory,
+// download_timeout, cache_size, builtin) plus a few limits, overridable by ARCADE_AGENT_<KEY>
+// variables (e.g. ARCADE_AGENT_PLUGINS_CACHE_SIZE). Unknown keys and bad values are refused
+// with the name of the key.
+import fs from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
+import { applyEnvOverrides, hostPort, isLoopback, leafKeys, parseWith, splitHostPort } from "../signing/validation.js";
+
+const MIB = 1024 * 1024;
+const pluginRef = z.string().regex(/^[a-z0-9][a-z0-9._-]*\/[a-z0-9][a-z0-9._-]*@[0-9A-Za-z.+-]+$/, "expected id@version, e.g. notify/slack@1.2.0");
+
+const Schema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "1-64 letters, digits, '.', '_' or '-'"),
+  server: hostPort,
+  // Plaintext to a non-loopback server; TLS arrives with the identity issue.
+  insecure: z.boolean().default(false),
+  plugins: z
+    .strictObject({
+      directory: z.string().min(1).default("./arcade-agent/plugins"),
+      // seconds, per plugin download
+      download_timeout: z.number().int().min(1).max(86_400).default(300),
+      // MB; least recently used downloads are evicted past it (never built-ins or plugins in use)
+      cache_size: z.number().int().min(1).max(1_048_576).default(2048),
+      // Pre-installed plugins: builtin/<id>@<version>.tgz, verified and cached at start.
+      builtin: z.array(pluginRef).default([]),
+      max_parallel_downloads: z.number().int().min(1).max(32).default(4),
+    })
+    .prefault({}),
+  work_dir: z.string().min(1).default("./arcade-agent/work"),
+  // seconds between FetchJob calls when idle (the server may ask for more)
+  poll_interval: z.number().int().min(1).max(300).default(2),
+  // host:port for /metrics and /healthz; "" turns it off
+  metrics_listen: z.union([hostPort, z.literal("")]).default("127.0.0.1:9465"),
+  // bytes of command output kept per job
+  max_output_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * MIB)
+    .default(MIB),
+});
+
+export type AgentConfig = {
+  id: string;
+  server: string;
+  insecure: boolean;
+  pluginsDir: string;
+  downloadTimeoutMs: number;
+  cacheSizeBytes: number;
+  builtin: string[];
+  maxParallelDownloads: number;
+  workDir: string;
+  pollIntervalMs: number;
+  metricsListen: string;
+  maxOutputBytes: number;
+  overrides: string[];
+};
+
+const ENV_KEYS = leafKeys(Schema.shape);
+
+export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  let doc: Record<string, unknown> = {};
+  const source = file ? path.basename(file) : "agent config";
+  if (file) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, "utf8");
+    } catch (e) {
+      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `cannot read ${file}: ${errorMessageOf(e)}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text, { uniqueKeys: true });
+    } catch (e) {
+      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: not valid YAML: ${errorMessageOf(e)}`);
+    }
+    if (parsed !== null && parsed !== undefined) {
+      if (typeof parsed !== "object" || Array.isArray(parsed)) throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: expected a mapping of settings`);
+      doc = parsed as Record<string, unknown>;
+    }
+  }
+  const { applied } = applyEnvOverrides(doc, "ARCADE_AGENT", ENV_KEYS, env);
+  const c = parseWith(Schema, doc, source, ErrorCode.CONFIG_INVALID);
+  if (!isLoopback(splitHostPort(c.server).host) && !c.insecure) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `${source}: server: refusing plaintext gRPC to ${c.server}; use a loopback address or set insecure: true if the network is protected otherwise`,
+    );
+  }
+  const base = file ? path.dirname(path.resolve(file)) : process.cwd();
+  return {
+    id: c.id,
+    server: c.server,
+    insecure: c.insecure,
+    pluginsDir: path.resolve(base, c.plugins.directory),
+    downloadTimeoutMs: c.plugins.download_timeout * 1000,
+    cacheSizeBytes: c.plugins.cache_size * MIB,
+    builtin: c.plugins.builtin,
+    maxParallelDownloads: c.plugins.max_parallel_downloads,
+    workDir: path.resolve(base, c.work_dir),
+    pollIntervalMs: c.poll_interval * 1000,
+    metricsListen: c.metrics_listen,
+    maxOutputBytes: c.max_output_bytes,
+    overrides: applied,
+  };
+}

@@ -1,0 +1,192 @@
+// Steps 3 and 4 on the agent: cache check, then download → hash → size check → extract →
+// manifest check → install. Each check is a small named function below, in that order.
+// One download per plugin@version however many jobs ask at once; partial bytes are kept in
+// temp/ and the next attempt resumes from them (they are re-hashed, never trusted).
+import { once } from "node:events";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import type { Logger } from "pino";
+import type { AgentServiceClient, DownloadPluginResponse } from "../proto/gen/arcade/v1/agent.js";
+import { bearer, fromServiceError, isTransient } from "../proto/rpc.js";
+import { HashCounter } from "../signing/digest.js";
+import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { safeExtract } from "../signing/extract.js";
+import { pluginKey, type PluginManifest } from "../signing/manifest.js";
+import type { CacheEntry, PluginCache, PluginIdentity } from "./cache.js";
+import type { AgentMetrics } from "./metrics.js";
+
+export type DownloaderOptions = {
+  client: AgentServiceClient;
+  token: () => string;
+  cache: PluginCache;
+  metrics: AgentMetrics;
+  log: Logger;
+  timeoutMs: number;
+  attempts?: number;
+};
+
+export type Ensured = { entry: CacheEntry; cached: boolean };
+
+export class Downloader {
+  private inflight = new Map<string, Promise<CacheEntry>>();
+
+  constructor(private readonly o: DownloaderOptions) {}
+
+  /** The plugin, from the cache or freshly installed. Concurrent calls share one download. */
+  async ensure(ref: PluginIdentity): Promise<Ensured> {
+    const labels = { plugin_id: ref.pluginId };
+    const hit = this.o.cache.lookup(ref);
+    if (hit) {
+      this.o.metrics.cacheHits.inc(labels);
+      this.o.log.info({ step: "cache", plugin_id: ref.pluginId, version: ref.version }, "cache hit");
+      return { entry: hit, cached: true };
+    }
+    this.o.metrics.cacheMisses.inc(labels);
+    const key = pluginKey(ref.pluginId, ref.version);
+    let p = this.inflight.get(key);
+    if (!p) {
+      this.o.log.info({ step: "cache", plugin_id: ref.pluginId, version: ref.version }, "cache miss");
+      p = this.downloadAndInstall(ref).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return { entry: await p, cached: false };
+  }
+
+  private async downloadAndInstall(ref: PluginIdentity): Promise<CacheEntry> {
+    const started = process.hrtime.bigint();
+    const log = this.o.log.child({ plugin_id: ref.pluginId, version: ref.version });
+    try {
+      const part = await this.fetchWithRetries(ref, log);
+      const { dir, bytes, manifest } = await safeExtract(part, this.o.cache.tempDir);
+      try {
+        checkManifestMatches(manifest, ref);
+        const entry = await this.o.cache.install(ref, dir, bytes);
+        await fsp.rm(part, { force: true });
+        const secs = Number(process.hrtime.bigint() - started) / 1e9;
+        this.o.metrics.downloads.inc({ plugin_id: ref.pluginId, version: ref.version, status: "success" });
+        this.o.metrics.downloadDuration.observe({ plugin_id: ref.pluginId }, secs);
+        this.o.metrics.downloadSize.observe({ plugin_id: ref.pluginId }, ref.size);
+        log.info({ step: "download", bytes: ref.size, seconds: Number(secs.toFixed(3)), sha256: ref.sha256 }, "plugin downloaded, verified and installed");
+        return entry;
+      } catch (e) {
+        await fsp.rm(dir, { recursive: true, force: true });
+        throw e;
+      }
+    } catch (e) {
+      this.o.metrics.downloads.inc({ plugin_id: ref.pluginId, version: ref.version, status: errorCodeOf(e) });
+      log.error({ step: "download", code: errorCodeOf(e), msg: errorMessageOf(e) }, "plugin download refused");
+      throw e;
+    }
+  }
+
+  private async fetchWithRetries(ref: PluginIdentity, log: Logger): Promise<string> {
+    const attempts = this.o.attempts ?? 3;
+    for (let i = 1; ; i++) {
+      try {
+        return await this.fetch(ref);
+      } catch (e) {
+        const err = e instanceof ArcadeError ? e : fromServiceError(e);
+        if (!isTransient(err) || i >= attempts) throw err;
+        const wait = Math.min(10_000, 250 * 2 ** i) * (0.5 + Math.random() / 2); // backoff with jitter
+        log.warn({ step: "download", attempt: i, code: err.code, retry_in_ms: Math.round(wait) }, "download interrupted; resuming");
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  /** Streams the blob into temp/downloads/<key>.part, resuming after any bytes already there. */
+  private async fetch(ref: PluginIdentity): Promise<string> {
+    const part = this.o.cache.partialPath(ref);
+    const hash = new HashCounter();
+    const offset = await rehashPartial(part, ref, hash);
+    if (offset === ref.size && hash.digest() === ref.sha256) return part;
+
+    const call = this.o.client.downloadPlugin(
+      { pluginId: ref.pluginId, version: ref.version, offset },
+      bearer(this.o.token()),
+      { deadline: new Date(Date.now() + this.o.timeoutMs) },
+    );
+    const out = fs.createWriteStream(part, { flags: "a", mode: 0o600 });
+    const closed = once(out, "close");
+    let headerSeen = false;
+    try {
+      for await (const msg of call as AsyncIterable<DownloadPluginResponse>) {
+        const p = msg.payload;
+        if (p?.$case === "header") {
+          checkHeader(p.value.plugin, p.value.offset, ref, offset);
+          headerSeen = true;
+        } else if (p?.$case === "chunk") {
+          if (!headerSeen) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, "server sent data before the header");
+          checkSizeBound(hash.size + p.value.length, ref);
+          hash.update(p.value);
+          if (!out.write(p.value)) await once(out, "drain");
+        }
+      }
+      out.end();
+      await closed;
+    } catch (e) {
+      call.cancel();
+      out.destroy();
+      await closed.catch(() => {});
+      const err = e instanceof ArcadeError ? e : fromServiceError(e);
+      // Keep the bytes only when the next attempt may resume after them.
+      if (!isTransient(err)) await fsp.rm(part, { force: true });
+      throw err;
+    }
+    try {
+      checkComplete(hash, ref);
+    } catch (e) {
+      await fsp.rm(part, { force: true });
+      throw e;
+    }
+    return part;
+  }
+}
+
+/** Re-hashes a partial file from an earlier attempt; returns the offset to resume from. */
+async function rehashPartial(part: string, ref: PluginIdentity, hash: HashCounter): Promise<number> {
+  let size: number;
+  try {
+    size = (await fsp.stat(part)).size;
+  } catch {
+    return 0;
+  }
+  if (size > ref.size) {
+    await fsp.rm(part, { force: true });
+    return 0;
+  }
+  for await (const buf of fs.createReadStream(part, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) hash.update(buf);
+  return hash.size;
+}
+
+/** The server must describe the very plugin the job named: same id, version, digest, size. */
+function checkHeader(got: PluginIdentity | undefined, gotOffset: number, want: PluginIdentity, offset: number): void {
+  if (!got || got.pluginId !== want.pluginId || got.version !== want.version) {
+    throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, `server answered with ${got ? pluginKey(got.pluginId, got.version) : "nothing"} for ${pluginKey(want.pluginId, want.version)}`);
+  }
+  if (got.sha256 !== want.sha256) throw new ArcadeError(ErrorCode.CHECKSUM_MISMATCH, `server now describes ${pluginKey(want.pluginId, want.version)} with sha256 ${got.sha256}, the job said ${want.sha256}`);
+  if (got.size !== want.size) throw new ArcadeError(ErrorCode.SIZE_MISMATCH, `server now describes ${pluginKey(want.pluginId, want.version)} as ${got.size} bytes, the job said ${want.size}`);
+  if (gotOffset !== offset) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, `server resumed at ${gotOffset}, asked for ${offset}`);
+}
+
+/** Never write more than the announced size (a hostile server could fill the disk). */
+function checkSizeBound(received: number, ref: PluginIdentity): void {
+  if (received > ref.size) throw new ArcadeError(ErrorCode.SIZE_MISMATCH, `received more than the announced ${ref.size} bytes for ${pluginKey(ref.pluginId, ref.version)}`);
+}
+
+function checkComplete(hash: HashCounter, ref: PluginIdentity): void {
+  if (hash.size !== ref.size) throw new ArcadeError(ErrorCode.SIZE_MISMATCH, `received ${hash.size} of ${ref.size} bytes for ${pluginKey(ref.pluginId, ref.version)}`);
+  const got = hash.digest();
+  if (got !== ref.sha256) {
+    throw new ArcadeError(ErrorCode.CHECKSUM_MISMATCH, `${pluginKey(ref.pluginId, ref.version)}: downloaded bytes hash to ${got}, expected ${ref.sha256}; nothing was installed`);
+  }
+}
+
+/** The package must name itself as the plugin the job asked for (no mix-and-match). */
+function checkManifestMatches(m: PluginManifest | undefined, ref: PluginIdentity): PluginManifest {
+  if (!m) throw new ArcadeError(ErrorCode.MANIFEST_MISSING, `${pluginKey(ref.pluginId, ref.version)}: the package has no manifest.json at its root`);
+  if (m.id !== ref.pluginId || m.version !== ref.version) {
+    throw new ArcadeError(ErrorCode.MANIFEST_MISMATCH, `package manifest says ${pluginKey(m.id, m.version)} but was served as ${pluginKey(ref.pluginId, ref.version)}`);
+  }
+  return m;
+}

@@ -1,0 +1,99 @@
+// The agent daemon: open the cache, install built-ins, then register (step 1) and poll for
+// jobs (step 2), running each through the executor (steps 3-5). A server that is down is
+// waited for, not fatal: the agent keeps polling with backoff and re-registers when it returns.
+import os from "node:os";
+import { Metadata, credentials } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { AgentServiceClient, type Job } from "../proto/gen/arcade/v1/agent.js";
+import { CLIENT_OPTIONS, bearer, call } from "../proto/rpc.js";
+import { ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { installBuiltins } from "./builtin.js";
+import { PluginCache } from "./cache.js";
+import type { AgentConfig } from "./config.js";
+import { Downloader } from "./downloader.js";
+import { executeJob } from "./executor.js";
+import { AgentMetrics } from "./metrics.js";
+import { Reporter } from "./reporter.js";
+import { disableInspectorActivation } from "./sandbox/runner.js";
+
+export const AGENT_VERSION = "0.1.0";
+
+export type RunningAgent = { metrics: AgentMetrics; cache: PluginCache; stop(): Promise<void> };
+
+export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+  // A plugin must not be able to open our inspector with SIGUSR1 (see the isolation note).
+  disableInspectorActivation();
+  const metrics = new AgentMetrics();
+  const cache = await PluginCache.open(config.pluginsDir, config.cacheSizeBytes, log);
+  await installBuiltins(cache, config.builtin, log);
+
+  const client = new AgentServiceClient(config.server, credentials.createInsecure(), CLIENT_OPTIONS);
+  let token = "";
+  const tokenOf = () => token;
+  const downloader = new Downloader({ client, token: tokenOf, cache, metrics, log, timeoutMs: config.downloadTimeoutMs });
+  const reporter = new Reporter(client, tokenOf, log);
+  let pollMs = config.pollIntervalMs;
+
+  const register = async () => {
+    const installed = cache.list().map((e) => ({ pluginId: e.pluginId, version: e.version, sha256: e.sha256, size: e.size }));
+    const res = await call(client.register, client, { agentId: config.id, hostname: os.hostname(), agentVersion: AGENT_VERSION, installed }, new Metadata());
+    token = res.sessionToken;
+    pollMs = Math.max(config.pollIntervalMs, res.pollIntervalSeconds * 1000);
+    log.info({ step: "register", agent_id: res.agentId, installed: installed.length, server: config.server }, "registered with the server");
+  };
+
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  const sleep = (ms: number) => new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    wake = () => {
+      clearTimeout(t);
+      r();
+    };
+  });
+
+  const loop = (async () => {
+    let failures = 0;
+    while (!stopping) {
+      try {
+        if (!token) await register();
+        const res = await call(client.fetchJob, client, {}, bearer(token));
+        failures = 0;
+        const job: Job | undefined = res.job;
+        if (job) {
+          log.info({ step: "fetch", job_id: job.jobId, plugins: job.plugins.map((p) => `${p.plugin?.pluginId}@${p.plugin?.version}`), commands: job.commands.length }, "job received");
+          const ok = await executeJob(job, {
+            cache,
+            downloader,
+            reporter,
+            log,
+            workDir: config.workDir,
+            maxParallelDownloads: config.maxParallelDownloads,
+            maxOutputBytes: config.maxOutputBytes,
+          });
+          metrics.jobs.inc({ status: ok ? "succeeded" : "failed" });
+          continue; // there may be more work queued: ask again at once
+        }
+      } catch (e) {
+        if (errorCodeOf(e) === ErrorCode.UNAUTHENTICATED) token = ""; // session expired or server reset: register again
+        failures++;
+        const level = failures === 1 || failures % 30 === 0 ? "warn" : "debug";
+        log[level]({ code: errorCodeOf(e), msg: errorMessageOf(e), failures }, "cannot reach the server; will retry");
+        await sleep(Math.min(30_000, pollMs * 2 ** Math.min(failures, 4)) * (0.75 + Math.random() / 2));
+        continue;
+      }
+      await sleep(pollMs);
+    }
+  })();
+
+  return {
+    metrics,
+    cache,
+    stop: async () => {
+      stopping = true;
+      wake?.();
+      await loop;
+      client.close();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+// The CLI's side of AdminService: where the server is, the admin token, and the publish upload.
+import fs from "node:fs";
+import path from "node:path";
+import { credentials, type Metadata } from "@grpc/grpc-js";
+import { AdminServiceClient, type PublishPluginResponse } from "../proto/gen/arcade/v1/admin.js";
+import { CLIENT_OPTIONS, bearer, fromServiceError } from "../proto/rpc.js";
+import { sha256File } from "../signing/digest.js";
+import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import { readManifestFromTarball } from "../signing/pack.js";
+
+export type ConnectOptions = { server?: string; token?: string; dataDir?: string };
+
+export function resolveToken(o: ConnectOptions): string {
+  const direct = o.token ?? process.env.ARCADE_ADMIN_TOKEN;
+  if (direct) return direct.trim();
+  const file = path.join(path.resolve(o.dataDir ?? process.env.ARCADE_DATA_DIR ?? "./arcade-data"), "admin.token");
+  try {
+    return fs.readFileSync(file, "utf8").trim();
+  } catch {
+    throw new ArcadeError(ErrorCode.UNAUTHENTICATED, `no admin token: pass --token, set ARCADE_ADMIN_TOKEN, or point --data-dir at the server's data directory (looked for ${file})`);
+  }
+}
+
+export function connectAdmin(o: ConnectOptions): { client: AdminServiceClient; md: Metadata } {
+  const server = o.server ?? process.env.ARCADE_SERVER ?? "127.0.0.1:50051";
+  return { client: new AdminServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS), md: bearer(resolveToken(o)) };
+}
+
+const CHUNK = 256 * 1024;
+
+/** Uploads a tarball: header (id, version from its manifest; sha256 and size computed here), then chunks. */
+export async function publishFile(client: AdminServiceClient, md: Metadata, file: string): Promise<PublishPluginResponse> {
+  const manifest = await readManifestFromTarball(file);
+  const { sha256, size } = await sha256File(file);
+  return new Promise((resolve, reject) => {
+    const call = client.publishPlugin(md, { deadline: new Date(Date.now() + 30 * 60_000) }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
+    void (async () => {
+      call.write({ payload: { $case: "header", value: { pluginId: manifest.id, version: manifest.version, sha256, size } } });
+      for await (const buf of fs.createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>) {
+        if (!call.write({ payload: { $case: "chunk", value: buf } })) await new Promise((r) => call.once("drain", r));
+      }
+      call.end();
+    })().catch((e: unknown) => {
+      call.cancel();
+      reject(e instanceof ArcadeError ? e : new ArcadeError(ErrorCode.INTERNAL, String(e)));
+    });
+  });
+}

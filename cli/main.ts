@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+// `arcade`: one command for every role. Errors print as "error CODE: message" and exit 1
+// (2 for usage mistakes), so scripts can match on the code.
+import fs from "node:fs";
+import { Command, Option } from "commander";
+import { startAgent } from "../agent/main.js";
+import { loadAgentConfig } from "../agent/config.js";
+import { call } from "../proto/rpc.js";
+import { startServer } from "../server/main.js";
+import { loadServerConfig } from "../server/config.js";
+import { ArcadeError, errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { packPlugin } from "../signing/pack.js";
+import { connectAdmin, publishFile, type ConnectOptions } from "./admin-client.js";
+import { runDemo } from "./demo.js";
+import { buildJobRequest, formatJob, waitForJob, type SubmitFlags } from "./jobs.js";
+import { createLogger } from "./log.js";
+import { serveMetrics } from "./metrics-endpoint.js";
+
+const program = new Command()
+  .name("arcade")
+  .description("Signed plugin distribution for CI/CD: a server that stores plugins and hands out jobs, agents that fetch, verify and run them.")
+  .version("0.1.0")
+  .showHelpAfterError("(run with --help for usage)");
+
+const withConnection = (c: Command) =>
+  c
+    .addOption(new Option("--server <host:port>", "server address").env("ARCADE_SERVER").default("127.0.0.1:50051"))
+    .addOption(new Option("--token <token>", "admin token").env("ARCADE_ADMIN_TOKEN"))
+    .addOption(new Option("--data-dir <dir>", "read the admin token from <dir>/admin.token").env("ARCADE_DATA_DIR").default("./arcade-data"));
+
+// --- server ---------------------------------------------------------------------------------
+const server = program.command("server").description("run the Arcade server");
+server
+  .command("start")
+  .description("start the gRPC server (and /metrics, /healthz) with config.toml")
+  .option("-c, --config <file>", "server config (TOML); settings can also come from ARCADE_<SECTION>_<KEY> variables")
+  .option("--insecure", "allow plaintext gRPC on a non-loopback address (logs a warning)")
+  .action(async (o: { config?: string; insecure?: boolean }) => {
+    const config = loadServerConfig(o.config);
+    if (o.insecure) config.insecure = true;
+    const log = createLogger("arcade-server");
+    const srv = await startServer(config, log);
+    const metrics = config.metricsListen ? await serveMetrics(srv.metrics.registry, config.metricsListen, srv.healthy) : undefined;
+    log.info({ grpc: srv.address, metrics: metrics?.address ?? "off", admin_token_file: srv.adminTokenFile }, "ready");
+    onShutdown(log, async () => {
+      await metrics?.close();
+      await srv.stop();
+    });
+  });
+
+// --- agent ----------------------------------------------------------------------------------
+const agent = program.command("agent").description("run an Arcade agent");
+agent
+  .command("start")
+  .description("register with the server and run jobs, downloading plugins on demand")
+  .option("-c, --config <file>", "agent config (YAML); settings can also come from ARCADE_AGENT_<KEY> variables")
+  .action(async (o: { config?: string }) => {
+    const config = loadAgentConfig(o.config);
+    const log = createLogger("arcade-agent").child({ agent_id: config.id });
+    const a = await startAgent(config, log);
+    const metrics = config.metricsListen ? await serveMetrics(a.metrics.registry, config.metricsListen, async () => true) : undefined;
+    log.info({ metrics: metrics?.address ?? "off", cache: config.pluginsDir }, "ready");
+    onShutdown(log, async () => {
+      await metrics?.close();
+      await a.stop();
+    });
+  });
+
+// --- plugin ---------------------------------------------------------------------------------
+const plugin = program.command("plugin").description("package and publish plugins");
+plugin
+  .command("pack <dir>")
+  .description("build a reproducible <id>-<version>.tgz from a plugin directory with manifest.json")
+  .option("-o, --out <file>", "output file (default: ./<name>-<version>.tgz)")
+  .action(async (dir: string, o: { out?: string }) => {
+    const manifest = JSON.parse(fs.readFileSync(`${dir}/manifest.json`, "utf8")) as { id?: string; version?: string };
+    const out = o.out ?? `${String(manifest.id).replace("/", "-")}-${manifest.version}.tgz`;
+    const r = await packPlugin(dir, out);
+    console.log(`${out}\n  ${r.manifest.id}@${r.manifest.version}  sha256 ${r.sha256}  ${r.size} bytes`);
+  });
+withConnection(plugin.command("publish <tarballs...>").description("upload plugin tarballs (id and version come from each manifest.json)")).action(
+  async (files: string[], o: ConnectOptions) => {
+    const { client, md } = connectAdmin(o);
+    for (const f of files) {
+      const r = await publishFile(client, md, f);
+      console.log(`${r.created ? "published" : "already published"} ${r.plugin?.pluginId}@${r.plugin?.version}  sha256 ${r.plugin?.sha256}  ${r.plugin?.size} bytes`);
+    }
+    client.close();
+  },
+);
+withConnection(plugin.command("list").description("list published plugins").option("--id <plugin id>", "only this plugin")).action(
+  async (o: ConnectOptions & { id?: string }) => {
+    const { client, md } = connectAdmin(o);
+    const res = await call(client.listPlugins, client, { pluginId: o.id ?? "" }, md);
+    for (const p of res.plugins) console.log(`${p.plugin?.pluginId}@${p.plugin?.version}  sha256 ${p.plugin?.sha256}  ${p.plugin?.size} bytes  ${new Date(p.publishedAtMs).toISOString()}`);
+    client.close();
+  },
+);
+
+// --- job ------------------------------------------------------------------------------------
+const job = program.command("job").description("submit jobs and follow them");
+withConnection(
+  job
+    .command("submit")
+    .description("submit a job: shell commands plus plugins at stages before, on_success, on_failure, after")
+    .option("-f, --file <job.yaml>", "job file: commands, plugins [{plugin, stage, order, config}], agent, timeout")
+    .option("-r, --run <command>", "a shell command (repeatable, run in order)", collect, [])
+    .option("-p, --plugin <id@version:stage[:order]>", "a plugin step (repeatable), e.g. notify/echo@1.0.0:before:1", collect, [])
+    .option("--config <id=json>", "JSON config for a plugin id (repeatable)", collect, [])
+    .option("--agent <id>", "only this agent may run the job")
+    .option("--timeout <seconds>", "job timeout")
+    .option("-w, --wait", "wait for the job to finish and print its report; exit 1 if it failed")
+    .option("--json", "print JSON"),
+).action(async (o: SubmitFlags & ConnectOptions & { wait?: boolean; json?: boolean }) => {
+  const { client, md } = connectAdmin(o);
+  const { jobId } = await call(client.submitJob, client, buildJobRequest(o), md);
+  if (!o.wait) {
+    console.log(o.json ? JSON.stringify({ jobId }) : jobId);
+  } else {
+    const j = await waitForJob(client, md, jobId, 3_600_000);
+    console.log(o.json ? JSON.stringify(j) : formatJob(j));
+    if (j.status !== "succeeded") process.exitCode = 1;
+  }
+  client.close();
+});
+withConnection(job.command("status <jobId>").description("show a job and its plugin steps (t_job_plugin rows)").option("--json", "print JSON").option("-w, --wait", "wait until it finishes")).action(
+  async (jobId: string, o: ConnectOptions & { json?: boolean; wait?: boolean }) => {
+    const { client, md } = connectAdmin(o);
+    const j = o.wait ? await waitForJob(client, md, jobId, 3_600_000) : (await call(client.getJob, client, { jobId }, md)).job!;
+    console.log(o.json ? JSON.stringify(j) : formatJob(j));
+    client.close();
+  },
+);
+
+// --- demo -----------------------------------------------------------------------------------
+program
+  .command("demo")
+  .description("start a server and an agent in a temp dir, publish the example plugins, run a job, show the five steps")
+  .option("--keep", "keep the temp dir for inspection")
+  .action(async (o: { keep?: boolean }) => {
+    process.exitCode = await runDemo({ keep: o.keep === true });
+  });
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+function onShutdown(log: { info(o: object, m: string): void }, stop: () => Promise<void>): void {
+  let once = false;
+  const handler = (signal: string) => {
+    if (once) return;
+    once = true;
+    log.info({ signal }, "shutting down");
+    const force = setTimeout(() => process.exit(0), 10_000);
+    force.unref();
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGTERM", handler);
+  process.on("SIGINT", handler);
+}
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const code = errorCodeOf(e);
+  console.error(e instanceof ArcadeError ? `error ${code}: ${e.message}` : `error ${code}: ${errorMessageOf(e)}`);
+  if (!(e instanceof ArcadeError) && process.env.ARCADE_DEBUG) console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,134 @@
+// Server configuration: config.toml (the seed's [plugin] keys plus listen, database and
+// metrics settings), overridable by ARCADE_<SECTION>_<KEY> variables. Unknown keys and bad
+// values are refused with the name of the key; every limit has a safe default.
+import fs from "node:fs";
+import path from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { z } from "zod";
+import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
+import { applyEnvOverrides, hostPort, leafKeys, parseWith } from "../signing/validation.js";
+
+const MIB = 1024 * 1024;
+
+const Schema = z.strictObject({
+  server: z
+    .strictObject({
+      listen: hostPort.default("127.0.0.1:50051"),
+      data_dir: z.string().min(1).default("./arcade-data"),
+      // production refuses settings that weaken integrity (e.g. require_checksum = false)
+      mode: z.enum(["production", "development"]).default("production"),
+      // Plaintext gRPC on a non-loopback address; TLS arrives with the identity issue.
+      insecure: z.boolean().default(false),
+      session_ttl: z.number().int().min(60).max(30 * 86400).default(86400),
+      poll_interval: z.number().int().min(1).max(300).default(2),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      // Default: an embedded SQLite file under data_dir.
+      url: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  plugin: z
+    .strictObject({
+      storage_path: z.string().min(1).optional(),
+      // MB, as in the seed. Capped below 2 GiB because sizes are stored as 32-bit integers.
+      max_plugin_size: z.number().int().min(1).max(2047).default(512),
+      require_checksum: z.boolean().default(true),
+      // Download chunk size in bytes; under grpc-js's 4 MiB receive limit with framing room.
+      chunk_size: z
+        .number()
+        .int()
+        .min(16 * 1024)
+        .max(4 * MIB - 64)
+        .default(256 * 1024),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      // host:port for /metrics and /healthz; "" turns the endpoint off.
+      listen: z.union([hostPort, z.literal("")]).default("127.0.0.1:9464"),
+    })
+    .prefault({}),
+  jobs: z
+    .strictObject({
+      default_timeout: z.number().int().min(1).max(7 * 86400).default(3600),
+      max_commands: z.number().int().min(1).max(1000).default(100),
+      max_plugins: z.number().int().min(1).max(100).default(32),
+      max_output_bytes: z.number().int().min(1024).max(64 * MIB).default(MIB),
+    })
+    .prefault({}),
+});
+
+export type ServerConfig = {
+  listen: string;
+  dataDir: string;
+  mode: "production" | "development";
+  insecure: boolean;
+  sessionTtlSeconds: number;
+  pollIntervalSeconds: number;
+  databaseUrl: string;
+  storagePath: string;
+  maxPluginBytes: number;
+  requireChecksum: boolean;
+  chunkSize: number;
+  metricsListen: string;
+  jobs: { defaultTimeoutSeconds: number; maxCommands: number; maxPlugins: number; maxOutputBytes: number };
+  /** Environment variables that overrode the file, for the start-up log. */
+  overrides: string[];
+};
+
+const ENV_KEYS = leafKeys(Schema.shape);
+
+export function loadServerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  let doc: Record<string, unknown> = {};
+  const source = file ?? "server config";
+  if (file) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, "utf8");
+    } catch (e) {
+      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `cannot read ${file}: ${errorMessageOf(e)}`);
+    }
+    try {
+      doc = parseToml(text) as Record<string, unknown>;
+    } catch (e) {
+      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: not valid TOML: ${errorMessageOf(e)}`);
+    }
+  }
+  const { applied } = applyEnvOverrides(doc, "ARCADE", ENV_KEYS, env);
+  const c = parseWith(Schema, doc, path.basename(source), ErrorCode.CONFIG_INVALID);
+
+  if (c.server.mode === "production" && !c.plugin.require_checksum) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `${path.basename(source)}: plugin.require_checksum: cannot be false in production mode; set server.mode = "development" for local experiments`,
+    );
+  }
+  // Relative paths are relative to the config file, so a config works from any working dir.
+  const base = file ? path.dirname(path.resolve(file)) : process.cwd();
+  const dataDir = path.resolve(base, c.server.data_dir);
+  const sqliteDefault = `file:${path.join(dataDir, "arcade.db")}`;
+  const url = c.database.url ?? sqliteDefault;
+  return {
+    listen: c.server.listen,
+    dataDir,
+    mode: c.server.mode,
+    insecure: c.server.insecure,
+    sessionTtlSeconds: c.server.session_ttl,
+    pollIntervalSeconds: c.server.poll_interval,
+    databaseUrl: url.startsWith("file:") ? `file:${path.resolve(base, url.slice(5))}` : url,
+    storagePath: path.resolve(base, c.plugin.storage_path ?? path.join(dataDir, "plugins")),
+    maxPluginBytes: c.plugin.max_plugin_size * MIB,
+    requireChecksum: c.plugin.require_checksum,
+    chunkSize: c.plugin.chunk_size,
+    metricsListen: c.metrics.listen,
+    jobs: {
+      defaultTimeoutSeconds: c.jobs.default_timeout,
+      maxCommands: c.jobs.max_commands,
+      maxPlugins: c.jobs.max_plugins,
+      maxOutputBytes: c.jobs.max_output_bytes,
+    },
+    overrides: applied,
+  };
+}

@@ -1,0 +1,32 @@
+// Turns async handlers into grpc-js callbacks: typed errors become statuses with their code,
+// unexpected ones are logged in full and reach the caller only as INTERNAL.
+import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { ArcadeError, ErrorCode, errorCodeOf } from "../../signing/errors.js";
+import { toServiceError } from "./status.js";
+
+export function publicError(e: unknown, log: Logger, rpc: string): ReturnType<typeof toServiceError> {
+  if (errorCodeOf(e) === ErrorCode.INTERNAL) {
+    log.error({ err: e, rpc }, "internal error");
+    return toServiceError(new ArcadeError(ErrorCode.INTERNAL, "internal server error; the server log has the details"));
+  }
+  log.warn({ rpc, code: errorCodeOf(e), msg: (e as Error).message }, "request refused");
+  return toServiceError(e);
+}
+
+export function unary<Req, Res>(log: Logger, rpc: string, fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>): void => {
+    fn(call).then(
+      (res) => cb(null, res),
+      (e: unknown) => cb(publicError(e, log, rpc)),
+    );
+  };
+}
+
+export function peerOf(call: { getPeer(): string }): string {
+  try {
+    return call.getPeer();
+  } catch {
+    return "unknown";
+  }
+}

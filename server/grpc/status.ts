@@ -1,0 +1,30 @@
+// Maps our error codes to gRPC status codes. The details carry "CODE: message" so the client
+// rebuilds the same typed error (signing/errors.ts fromWireMessage).
+import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
+import { ErrorCode, errorCodeOf, toWireMessage } from "../../signing/errors.js";
+
+const GRPC_STATUS: Partial<Record<ErrorCode, status>> = {
+  CONFIG_INVALID: status.INVALID_ARGUMENT,
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  MANIFEST_INVALID: status.INVALID_ARGUMENT,
+  MANIFEST_MISSING: status.INVALID_ARGUMENT,
+  MANIFEST_MISMATCH: status.INVALID_ARGUMENT,
+  ARCHIVE_UNSAFE: status.INVALID_ARGUMENT,
+  CHECKSUM_MISSING: status.INVALID_ARGUMENT,
+  CHECKSUM_MISMATCH: status.INVALID_ARGUMENT,
+  SIZE_MISMATCH: status.INVALID_ARGUMENT,
+  SIZE_LIMIT: status.RESOURCE_EXHAUSTED,
+  BLOB_CORRUPT: status.DATA_LOSS,
+  VERSION_IMMUTABLE: status.ALREADY_EXISTS,
+  PLUGIN_NOT_FOUND: status.NOT_FOUND,
+  JOB_NOT_FOUND: status.NOT_FOUND,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+};
+
+export function toServiceError(e: unknown): Partial<ServiceError> {
+  const code = errorCodeOf(e);
+  const md = new Metadata();
+  md.set("arcade-error-code", code);
+  return { code: GRPC_STATUS[code] ?? status.INTERNAL, details: toWireMessage(e), metadata: md };
+}

@@ -1,0 +1,83 @@
+// Server start-up: configuration → database (migrated) → blob store → gRPC services.
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { AdminServiceService } from "../proto/gen/arcade/v1/admin.js";
+import { AgentServiceService } from "../proto/gen/arcade/v1/agent.js";
+import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import { isLoopback, splitHostPort } from "../signing/validation.js";
+import { ensureAdminToken } from "./auth.js";
+import { LocalBlobStore } from "./blobstore.js";
+import type { ServerConfig } from "./config.js";
+import type { ServerContext } from "./context.js";
+import { openDatabase } from "./db/client.js";
+import { adminService } from "./grpc/admin-service.js";
+import { agentService } from "./grpc/agent-service.js";
+import { ServerMetrics } from "./metrics.js";
+
+export type RunningServer = {
+  /** host:port actually bound (port 0 in the config picks a free one). */
+  address: string;
+  adminTokenFile: string;
+  metrics: ServerMetrics;
+  healthy(): Promise<boolean>;
+  stop(): Promise<void>;
+};
+
+export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
+  const { host, port } = splitHostPort(config.listen);
+  // TLS arrives with the identity issue; until then plaintext is for loopback, or explicitly waived.
+  if (!isLoopback(host) && !config.insecure) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `refusing plaintext gRPC on ${config.listen}: listen on a loopback address, or pass --insecure (server.insecure = true) if the network is protected otherwise`,
+    );
+  }
+  if (config.insecure && !isLoopback(host)) log.warn({ listen: config.listen }, "INSECURE: serving plaintext gRPC on a non-loopback address");
+  if (config.mode === "development") log.warn("development mode: integrity settings may be relaxed; never use it in production");
+
+  const { db, provider, close: closeDb } = await openDatabase(config.databaseUrl, { log: (m) => log.info({ component: "migrate" }, m) });
+  const store = new LocalBlobStore(config.storagePath);
+  await store.init();
+  const { token, file } = ensureAdminToken(config.dataDir);
+  const metrics = new ServerMetrics();
+  const ctx: ServerContext = { db, store, config, metrics, log, adminToken: token };
+
+  const server = new Server({
+    // Uploads come in 256 KiB chunks; leave headroom but keep the 4 MiB default ceiling.
+    "grpc.max_receive_message_length": 4 * 1024 * 1024,
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+  });
+  server.addService(AgentServiceService, agentService(ctx));
+  server.addService(AdminServiceService, adminService(ctx));
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
+  log.info({ listen: address, database: provider, storage: config.storagePath, overrides: config.overrides }, "server listening");
+
+  const healthy = async () => {
+    await db.$queryRawUnsafe("SELECT 1");
+    return true;
+  };
+  return {
+    address,
+    adminTokenFile: file,
+    metrics,
+    healthy,
+    stop: async () => {
+      await new Promise<void>((resolve) => {
+        // tryShutdown can hang while clients linger (grpc note §3.8): force after a grace period.
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 3000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      await closeDb();
+    },
+  };
+}

@@ -1,0 +1,77 @@
+// Typed errors with stable codes. The code travels unchanged to the CLI, the logs, job reports
+// and the `status` label of metrics, so users and alerts can match on it; the message says
+// what failed and what to do about it.
+
+export const ErrorCode = {
+  // configuration and input
+  CONFIG_INVALID: "CONFIG_INVALID",
+  INVALID_ARGUMENT: "INVALID_ARGUMENT",
+  // package format
+  MANIFEST_INVALID: "MANIFEST_INVALID",
+  MANIFEST_MISSING: "MANIFEST_MISSING",
+  MANIFEST_MISMATCH: "MANIFEST_MISMATCH",
+  ARCHIVE_UNSAFE: "ARCHIVE_UNSAFE",
+  // integrity
+  CHECKSUM_MISSING: "CHECKSUM_MISSING",
+  CHECKSUM_MISMATCH: "CHECKSUM_MISMATCH",
+  SIZE_MISMATCH: "SIZE_MISMATCH",
+  SIZE_LIMIT: "SIZE_LIMIT",
+  BLOB_CORRUPT: "BLOB_CORRUPT",
+  // publishing and lookup
+  VERSION_IMMUTABLE: "VERSION_IMMUTABLE",
+  PLUGIN_NOT_FOUND: "PLUGIN_NOT_FOUND",
+  JOB_NOT_FOUND: "JOB_NOT_FOUND",
+  // identity
+  UNAUTHENTICATED: "UNAUTHENTICATED",
+  PERMISSION_DENIED: "PERMISSION_DENIED",
+  // transport and runtime
+  DOWNLOAD_FAILED: "DOWNLOAD_FAILED",
+  DOWNLOAD_TIMEOUT: "DOWNLOAD_TIMEOUT",
+  DISK_FULL: "DISK_FULL",
+  PLUGIN_FAILED: "PLUGIN_FAILED",
+  PLUGIN_TIMEOUT: "PLUGIN_TIMEOUT",
+  PLUGIN_PROTOCOL: "PLUGIN_PROTOCOL",
+  COMMAND_FAILED: "COMMAND_FAILED",
+  JOB_TIMEOUT: "JOB_TIMEOUT",
+  INTERNAL: "INTERNAL",
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class ArcadeError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ArcadeError";
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isArcadeError(e: unknown, code?: ErrorCode): e is ArcadeError {
+  return e instanceof ArcadeError && (code === undefined || e.code === code);
+}
+
+/** The code of any thrown value: ours, or INTERNAL for anything unexpected. */
+export function errorCodeOf(e: unknown): ErrorCode {
+  return e instanceof ArcadeError ? e.code : ErrorCode.INTERNAL;
+}
+
+export function errorMessageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+// Errors cross gRPC as "CODE: message" in the status details, so the other side can rebuild them.
+const WIRE = /^([A-Z][A-Z0-9_]+): ([\s\S]*)$/;
+
+export function toWireMessage(e: unknown): string {
+  return `${errorCodeOf(e)}: ${errorMessageOf(e)}`;
+}
+
+export function fromWireMessage(details: string): { code: ErrorCode; message: string } {
+  const m = WIRE.exec(details);
+  if (m && m[1]! in ErrorCode) return { code: m[1] as ErrorCode, message: m[2]! };
+  return { code: ErrorCode.INTERNAL, message: details };
+}

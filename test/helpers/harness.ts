@@ -1,0 +1,124 @@
+// Real processes for end-to-end tests: a server (`arcade server start`) on SQLite, or on a
+// fresh PostgreSQL database when TEST_PG_URL is set, and agents (`arcade agent start`).
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { connectAdmin, publishFile } from "../../cli/admin-client.js";
+import { startAgentProcess, startServerProcess, type ArcadeProcess } from "../../cli/processes.js";
+import { packPlugin } from "../../signing/pack.js";
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const EXAMPLES = path.join(REPO, "examples", "plugins");
+
+const cleanups: (() => Promise<void> | void)[] = [];
+
+/** Runs everything registered so far, newest first; call from afterAll/afterEach. */
+export async function cleanup(): Promise<void> {
+  while (cleanups.length) await cleanups.pop()!();
+}
+
+export function tempDir(prefix = "arcade-test-"): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  cleanups.push(() => fs.rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** A fresh PostgreSQL database per server when TEST_PG_URL is set; otherwise the SQLite default. */
+async function databaseUrl(): Promise<string | undefined> {
+  const base = process.env.TEST_PG_URL;
+  if (!base) return undefined;
+  const name = `arcade_e2e_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  cleanups.push(async () => {
+    const c = new pg.Client({ connectionString: base });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    await c.end();
+  });
+  const u = new URL(base);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export type TestServer = {
+  dir: string;
+  grpc: string;
+  metrics: string;
+  databaseUrl: string;
+  proc: ArcadeProcess;
+  admin: ReturnType<typeof connectAdmin>;
+  publish(file: string): ReturnType<typeof publishFile>;
+  metricValue(name: string, labels: Record<string, string>): Promise<number>;
+};
+
+export async function startTestServer(extraToml = ""): Promise<TestServer> {
+  const dir = tempDir("arcade-server-");
+  const url = (await databaseUrl()) ?? `file:${path.join(dir, "data", "arcade.db")}`;
+  const file = path.join(dir, "config.toml");
+  fs.writeFileSync(
+    file,
+    `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "data"\npoll_interval = 1\n\n[database]\nurl = "${url}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n${extraToml}\n`,
+  );
+  const { proc, grpc, metrics } = await startServerProcess(file);
+  cleanups.push(() => proc.stop().then(() => undefined));
+  const admin = connectAdmin({ server: grpc, dataDir: path.join(dir, "data") });
+  cleanups.push(() => admin.client.close());
+  return {
+    dir,
+    grpc,
+    metrics,
+    databaseUrl: url,
+    proc,
+    admin,
+    publish: (f) => publishFile(admin.client, admin.md, f),
+    metricValue: (name, labels) => scrape(metrics, name, labels),
+  };
+}
+
+export type TestAgent = { dir: string; pluginsDir: string; proc: ArcadeProcess; metrics: string; metricValue(name: string, labels: Record<string, string>): Promise<number> };
+
+export async function startTestAgent(server: { grpc: string }, id = `agent-${randomBytes(3).toString("hex")}`, extraYaml = ""): Promise<TestAgent & { id: string }> {
+  const dir = tempDir("arcade-agent-");
+  const file = path.join(dir, "agent.yaml");
+  fs.writeFileSync(file, `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${extraYaml}`);
+  const { proc, metrics } = await startAgentProcess(file);
+  cleanups.push(() => proc.stop().then(() => undefined));
+  await proc.waitFor((l) => l.step === "register");
+  return { id, dir, pluginsDir: path.join(dir, "plugins"), proc, metrics, metricValue: (name, labels) => scrape(metrics, name, labels) };
+}
+
+/** Packs an example plugin (or any plugin dir) into a temp tarball. */
+export async function pack(dir: string): Promise<{ file: string; id: string; version: string; sha256: string; size: number }> {
+  const out = path.join(tempDir("arcade-pack-"), `${path.basename(dir)}.tgz`);
+  const r = await packPlugin(dir, out);
+  return { file: out, id: r.manifest.id, version: r.manifest.version, sha256: r.sha256, size: r.size };
+}
+
+/** Writes a plugin directory with the given stage handlers (ESM source) and extra files. */
+export function writePlugin(o: { id: string; version: string; stages: string[]; source: string; files?: Record<string, Buffer | string> }): string {
+  const dir = tempDir("arcade-plugin-");
+  fs.writeFileSync(
+    path.join(dir, "manifest.json"),
+    JSON.stringify({ schemaVersion: 1, id: o.id, version: o.version, entry: "index.mjs", runtime: "node", stages: o.stages, permissions: {}, description: "test plugin" }),
+  );
+  fs.writeFileSync(path.join(dir, "index.mjs"), o.source);
+  for (const [name, body] of Object.entries(o.files ?? {})) fs.writeFileSync(path.join(dir, name), body);
+  return dir;
+}
+
+export async function scrape(address: string, name: string, labels: Record<string, string>): Promise<number> {
+  const text = await (await fetch(`http://${address}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (ok) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return total;
+}
