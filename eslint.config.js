@@ -17,15 +17,32 @@ export default tseslint.config(
   },
   {
     files: ["server/**/*.ts"],
-    rules: { "no-restricted-imports": ["error", { patterns: [{ group: ["**/agent/*", "**/cli/*"], message: "server/ must not import agent/ or cli/" }] }] },
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ group: ["**/agent/*", "**/cli/*"], message: "server/ must not import agent/ or cli/" }] },
+      ],
+    },
   },
   {
     files: ["agent/**/*.ts"],
-    rules: { "no-restricted-imports": ["error", { patterns: [{ group: ["**/server/*", "**/cli/*"], message: "agent/ must not import server/ or cli/" }] }] },
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ group: ["**/server/*", "**/cli/*"], message: "agent/ must not import server/ or cli/" }] },
+      ],
+    },
   },
   {
     files: ["signing/**/*.ts", "keys/**/*.ts", "proto/*.ts"],
-    rules: { "no-restricted-imports": ["error", { patterns: [{ group: ["**/server/*", "**/agent/*", "**/cli/*"], message: "shared code must not import server/, agent/ or cli/" }] }] },
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [{ group: ["**/server/*", "**/agent/*", "**/cli/*"], message: "shared code must not import server/, agent/ or cli/" }],
+        },
+      ],
+    },
   },
   {
     files: ["examples/**/*.cjs"],

@@ -25,7 +25,10 @@ export async function installBuiltins(cache: PluginCache, refs: string[], log: L
     const { dir, bytes, manifest } = await safeExtract(file, cache.tempDir);
     if (!manifest || manifest.id !== id || manifest.version !== version) {
       await fsp.rm(dir, { recursive: true, force: true });
-      throw new ArcadeError(ErrorCode.MANIFEST_MISMATCH, `built-in ${file}: its manifest says ${manifest ? pluginKey(manifest.id, manifest.version) : "nothing"}, expected ${s}`);
+      throw new ArcadeError(
+        ErrorCode.MANIFEST_MISMATCH,
+        `built-in ${file}: its manifest says ${manifest ? pluginKey(manifest.id, manifest.version) : "nothing"}, expected ${s}`,
+      );
     }
     await cache.install(ref, dir, bytes, true);
     log.info({ plugin_id: id, version, sha256: digest.sha256 }, "built-in plugin installed");

@@ -38,7 +38,8 @@ export class PluginCache {
 
   static async open(root: string, maxBytes: number, log: Logger): Promise<PluginCache> {
     const c = new PluginCache(root, maxBytes, log);
-    for (const d of ["builtin", "downloaded", "temp", "temp/downloads", "quarantine"]) await fsp.mkdir(path.join(root, d), { recursive: true, mode: 0o700 });
+    for (const d of ["builtin", "downloaded", "temp", "temp/downloads", "quarantine"])
+      await fsp.mkdir(path.join(root, d), { recursive: true, mode: 0o700 });
     await c.load();
     await c.sweep();
     return c;
@@ -178,7 +179,8 @@ export class PluginCache {
       }
     }
     // Extraction dirs from an interrupted install; partial downloads stay for resume.
-    for (const d of await fsp.readdir(this.tempDir)) if (d !== "downloads") await fsp.rm(path.join(this.tempDir, d), { recursive: true, force: true });
+    for (const d of await fsp.readdir(this.tempDir))
+      if (d !== "downloads") await fsp.rm(path.join(this.tempDir, d), { recursive: true, force: true });
   }
 
   private saving: Promise<void> = Promise.resolve();

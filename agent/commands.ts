@@ -44,7 +44,11 @@ export async function runCommands(
     const code = await runOne(cmd, o.cwd, o.env, remaining, out);
     if (code === "timeout") return { exitCode: -1, output: out.toString(), error: timeout() };
     if (code !== 0) {
-      return { exitCode: code, output: out.toString(), error: new ArcadeError(ErrorCode.COMMAND_FAILED, `command exited with ${code}: ${cmd}`) };
+      return {
+        exitCode: code,
+        output: out.toString(),
+        error: new ArcadeError(ErrorCode.COMMAND_FAILED, `command exited with ${code}: ${cmd}`),
+      };
     }
   }
   return { exitCode: 0, output: out.toString() };

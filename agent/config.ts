@@ -10,7 +10,9 @@ import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
 import { applyEnvOverrides, hostPort, isLoopback, leafKeys, parseWith, splitHostPort } from "../signing/validation.js";
 
 const MIB = 1024 * 1024;
-const pluginRef = z.string().regex(/^[a-z0-9][a-z0-9._-]*\/[a-z0-9][a-z0-9._-]*@[0-9A-Za-z.+-]+$/, "expected id@version, e.g. notify/slack@1.2.0");
+const pluginRef = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]*\/[a-z0-9][a-z0-9._-]*@[0-9A-Za-z.+-]+$/, "expected id@version, e.g. notify/slack@1.2.0");
 
 const Schema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "1-64 letters, digits, '.', '_' or '-'"),
@@ -78,7 +80,8 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
       throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: not valid YAML: ${errorMessageOf(e)}`);
     }
     if (parsed !== null && parsed !== undefined) {
-      if (typeof parsed !== "object" || Array.isArray(parsed)) throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: expected a mapping of settings`);
+      if (typeof parsed !== "object" || Array.isArray(parsed))
+        throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: expected a mapping of settings`);
       doc = parsed as Record<string, unknown>;
     }
   }

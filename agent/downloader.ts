@@ -66,7 +66,10 @@ export class Downloader {
         this.o.metrics.downloads.inc({ plugin_id: ref.pluginId, version: ref.version, status: "success" });
         this.o.metrics.downloadDuration.observe({ plugin_id: ref.pluginId }, secs);
         this.o.metrics.downloadSize.observe({ plugin_id: ref.pluginId }, ref.size);
-        log.info({ step: "download", bytes: ref.size, seconds: Number(secs.toFixed(3)), sha256: ref.sha256 }, "plugin downloaded, verified and installed");
+        log.info(
+          { step: "download", bytes: ref.size, seconds: Number(secs.toFixed(3)), sha256: ref.sha256 },
+          "plugin downloaded, verified and installed",
+        );
         return entry;
       } catch (e) {
         await fsp.rm(dir, { recursive: true, force: true });
@@ -101,11 +104,9 @@ export class Downloader {
     const offset = await rehashPartial(part, ref, hash);
     if (offset === ref.size && hash.digest() === ref.sha256) return part;
 
-    const call = this.o.client.downloadPlugin(
-      { pluginId: ref.pluginId, version: ref.version, offset },
-      bearer(this.o.token()),
-      { deadline: new Date(Date.now() + this.o.timeoutMs) },
-    );
+    const call = this.o.client.downloadPlugin({ pluginId: ref.pluginId, version: ref.version, offset }, bearer(this.o.token()), {
+      deadline: new Date(Date.now() + this.o.timeoutMs),
+    });
     const out = fs.createWriteStream(part, { flags: "a", mode: 0o600 });
     const closed = once(out, "close");
     let headerSeen = false;
@@ -162,31 +163,60 @@ async function rehashPartial(part: string, ref: PluginIdentity, hash: HashCounte
 /** The server must describe the very plugin the job named: same id, version, digest, size. */
 function checkHeader(got: PluginIdentity | undefined, gotOffset: number, want: PluginIdentity, offset: number): void {
   if (!got || got.pluginId !== want.pluginId || got.version !== want.version) {
-    throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, `server answered with ${got ? pluginKey(got.pluginId, got.version) : "nothing"} for ${pluginKey(want.pluginId, want.version)}`);
+    throw new ArcadeError(
+      ErrorCode.DOWNLOAD_FAILED,
+      `server answered with ${got ? pluginKey(got.pluginId, got.version) : "nothing"} for ${pluginKey(want.pluginId, want.version)}`,
+    );
   }
-  if (got.sha256 !== want.sha256) throw new ArcadeError(ErrorCode.CHECKSUM_MISMATCH, `server now describes ${pluginKey(want.pluginId, want.version)} with sha256 ${got.sha256}, the job said ${want.sha256}`);
-  if (got.size !== want.size) throw new ArcadeError(ErrorCode.SIZE_MISMATCH, `server now describes ${pluginKey(want.pluginId, want.version)} as ${got.size} bytes, the job said ${want.size}`);
+  if (got.sha256 !== want.sha256)
+    throw new ArcadeError(
+      ErrorCode.CHECKSUM_MISMATCH,
+      `server now describes ${pluginKey(want.pluginId, want.version)} with sha256 ${got.sha256}, the job said ${want.sha256}`,
+    );
+  if (got.size !== want.size)
+    throw new ArcadeError(
+      ErrorCode.SIZE_MISMATCH,
+      `server now describes ${pluginKey(want.pluginId, want.version)} as ${got.size} bytes, the job said ${want.size}`,
+    );
   if (gotOffset !== offset) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, `server resumed at ${gotOffset}, asked for ${offset}`);
 }
 
 /** Never write more than the announced size (a hostile server could fill the disk). */
 function checkSizeBound(received: number, ref: PluginIdentity): void {
-  if (received > ref.size) throw new ArcadeError(ErrorCode.SIZE_MISMATCH, `received more than the announced ${ref.size} bytes for ${pluginKey(ref.pluginId, ref.version)}`);
+  if (received > ref.size)
+    throw new ArcadeError(
+      ErrorCode.SIZE_MISMATCH,
+      `received more than the announced ${ref.size} bytes for ${pluginKey(ref.pluginId, ref.version)}`,
+    );
 }
 
 function checkComplete(hash: HashCounter, ref: PluginIdentity): void {
-  if (hash.size !== ref.size) throw new ArcadeError(ErrorCode.SIZE_MISMATCH, `received ${hash.size} of ${ref.size} bytes for ${pluginKey(ref.pluginId, ref.version)}`);
+  if (hash.size !== ref.size)
+    throw new ArcadeError(
+      ErrorCode.SIZE_MISMATCH,
+      `received ${hash.size} of ${ref.size} bytes for ${pluginKey(ref.pluginId, ref.version)}`,
+    );
   const got = hash.digest();
   if (got !== ref.sha256) {
-    throw new ArcadeError(ErrorCode.CHECKSUM_MISMATCH, `${pluginKey(ref.pluginId, ref.version)}: downloaded bytes hash to ${got}, expected ${ref.sha256}; nothing was installed`);
+    throw new ArcadeError(
+      ErrorCode.CHECKSUM_MISMATCH,
+      `${pluginKey(ref.pluginId, ref.version)}: downloaded bytes hash to ${got}, expected ${ref.sha256}; nothing was installed`,
+    );
   }
 }
 
 /** The package must name itself as the plugin the job asked for (no mix-and-match). */
 function checkManifestMatches(m: PluginManifest | undefined, ref: PluginIdentity): PluginManifest {
-  if (!m) throw new ArcadeError(ErrorCode.MANIFEST_MISSING, `${pluginKey(ref.pluginId, ref.version)}: the package has no manifest.json at its root`);
+  if (!m)
+    throw new ArcadeError(
+      ErrorCode.MANIFEST_MISSING,
+      `${pluginKey(ref.pluginId, ref.version)}: the package has no manifest.json at its root`,
+    );
   if (m.id !== ref.pluginId || m.version !== ref.version) {
-    throw new ArcadeError(ErrorCode.MANIFEST_MISMATCH, `package manifest says ${pluginKey(m.id, m.version)} but was served as ${pluginKey(ref.pluginId, ref.version)}`);
+    throw new ArcadeError(
+      ErrorCode.MANIFEST_MISMATCH,
+      `package manifest says ${pluginKey(m.id, m.version)} but was served as ${pluginKey(ref.pluginId, ref.version)}`,
+    );
   }
   return m;
 }

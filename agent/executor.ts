@@ -47,7 +47,15 @@ export async function executeJob(job: Job, d: ExecutorDeps): Promise<boolean> {
       failure = [...errors.values()][0]!;
       for (const s of job.plugins) {
         const err = errors.get(pluginKey(s.plugin!.pluginId, s.plugin!.version));
-        if (err) await d.reporter.step({ jobId: job.jobId, stepId: s.stepId, status: StepStatus.STEP_STATUS_FAILED, errorCode: err.code, errorMessage: err.message, completedAtMs: Date.now() });
+        if (err)
+          await d.reporter.step({
+            jobId: job.jobId,
+            stepId: s.stepId,
+            status: StepStatus.STEP_STATUS_FAILED,
+            errorCode: err.code,
+            errorMessage: err.message,
+            completedAtMs: Date.now(),
+          });
       }
       // the others are marked skipped by the server when the job completes
     } else {
@@ -105,7 +113,11 @@ export async function executeJob(job: Job, d: ExecutorDeps): Promise<boolean> {
 type Installed = { entry: CacheEntry; manifest: PluginManifest };
 
 /** Ensures each distinct plugin once, several at a time; collects failures per plugin. */
-async function ensureAll(plugins: JobPlugin[], d: ExecutorDeps, releases: (() => void)[]): Promise<{ entries: Map<string, Installed>; errors: Map<string, ArcadeError> }> {
+async function ensureAll(
+  plugins: JobPlugin[],
+  d: ExecutorDeps,
+  releases: (() => void)[],
+): Promise<{ entries: Map<string, Installed>; errors: Map<string, ArcadeError> }> {
   const unique = new Map(plugins.map((p) => [pluginKey(p.plugin!.pluginId, p.plugin!.version), p.plugin!]));
   const entries = new Map<string, Installed>();
   const errors = new Map<string, ArcadeError>();
@@ -145,11 +157,19 @@ async function runPluginStep(
   try {
     const installed = entries.get(key)!;
     if (!installed.manifest.stages.includes(stage)) {
-      throw new ArcadeError(ErrorCode.PLUGIN_FAILED, `${key} does not implement stage ${stage} (its manifest lists ${installed.manifest.stages.join(", ")})`);
+      throw new ArcadeError(
+        ErrorCode.PLUGIN_FAILED,
+        `${key} does not implement stage ${stage} (its manifest lists ${installed.manifest.stages.join(", ")})`,
+      );
     }
     let proc = procs.get(key);
     if (!proc) {
-      proc = await PluginProcess.start({ pluginDir: d.cache.dirOf(installed.entry), manifest: installed.manifest, workRoot: ctx.jobDir, jobWorkspace: ctx.workspace });
+      proc = await PluginProcess.start({
+        pluginDir: d.cache.dirOf(installed.entry),
+        manifest: installed.manifest,
+        workRoot: ctx.jobDir,
+        jobWorkspace: ctx.workspace,
+      });
       procs.set(key, proc);
     }
     const config = JSON.parse(s.configJson || "{}") as Record<string, unknown>;
@@ -158,7 +178,10 @@ async function runPluginStep(
     outcome = { ok: false, result: null, error: { code: errorCodeOf(e), message: errorMessageOf(e) }, completedAt: Date.now() };
   }
   const completedAt = outcome.completedAt ?? Date.now();
-  log.info({ step: "execute", plugin_id: ref.pluginId, version: ref.version, stage, ok: outcome.ok, code: outcome.error?.code }, `plugin stage ${stage} ${outcome.ok ? "succeeded" : "failed"}`);
+  log.info(
+    { step: "execute", plugin_id: ref.pluginId, version: ref.version, stage, ok: outcome.ok, code: outcome.error?.code },
+    `plugin stage ${stage} ${outcome.ok ? "succeeded" : "failed"}`,
+  );
   await d.reporter.step({
     jobId: job.jobId,
     stepId: s.stepId,
@@ -170,7 +193,13 @@ async function runPluginStep(
     completedAtMs: completedAt,
   });
   if (outcome.ok) return { ok: true };
-  return { ok: false, error: new ArcadeError((outcome.error?.code as ErrorCode) ?? ErrorCode.PLUGIN_FAILED, `${key} ${stage}: ${outcome.error?.message ?? "failed"}`) };
+  return {
+    ok: false,
+    error: new ArcadeError(
+      (outcome.error?.code as ErrorCode) ?? ErrorCode.PLUGIN_FAILED,
+      `${key} ${stage}: ${outcome.error?.message ?? "failed"}`,
+    ),
+  };
 }
 
 function sortSteps(plugins: JobPlugin[]): Record<StageName, JobPlugin[]> {

@@ -36,7 +36,12 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
 
   const register = async () => {
     const installed = cache.list().map((e) => ({ pluginId: e.pluginId, version: e.version, sha256: e.sha256, size: e.size }));
-    const res = await call(client.register, client, { agentId: config.id, hostname: os.hostname(), agentVersion: AGENT_VERSION, installed }, new Metadata());
+    const res = await call(
+      client.register,
+      client,
+      { agentId: config.id, hostname: os.hostname(), agentVersion: AGENT_VERSION, installed },
+      new Metadata(),
+    );
     token = res.sessionToken;
     pollMs = Math.max(config.pollIntervalMs, res.pollIntervalSeconds * 1000);
     log.info({ step: "register", agent_id: res.agentId, installed: installed.length, server: config.server }, "registered with the server");
@@ -44,13 +49,14 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
 
   let stopping = false;
   let wake: (() => void) | undefined;
-  const sleep = (ms: number) => new Promise<void>((r) => {
-    const t = setTimeout(r, ms);
-    wake = () => {
-      clearTimeout(t);
-      r();
-    };
-  });
+  const sleep = (ms: number) =>
+    new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
 
   const loop = (async () => {
     let failures = 0;
@@ -61,7 +67,15 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         failures = 0;
         const job: Job | undefined = res.job;
         if (job) {
-          log.info({ step: "fetch", job_id: job.jobId, plugins: job.plugins.map((p) => `${p.plugin?.pluginId}@${p.plugin?.version}`), commands: job.commands.length }, "job received");
+          log.info(
+            {
+              step: "fetch",
+              job_id: job.jobId,
+              plugins: job.plugins.map((p) => `${p.plugin?.pluginId}@${p.plugin?.version}`),
+              commands: job.commands.length,
+            },
+            "job received",
+          );
           const ok = await executeJob(job, {
             cache,
             downloader,

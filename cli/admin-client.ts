@@ -17,7 +17,10 @@ export function resolveToken(o: ConnectOptions): string {
   try {
     return fs.readFileSync(file, "utf8").trim();
   } catch {
-    throw new ArcadeError(ErrorCode.UNAUTHENTICATED, `no admin token: pass --token, set ARCADE_ADMIN_TOKEN, or point --data-dir at the server's data directory (looked for ${file})`);
+    throw new ArcadeError(
+      ErrorCode.UNAUTHENTICATED,
+      `no admin token: pass --token, set ARCADE_ADMIN_TOKEN, or point --data-dir at the server's data directory (looked for ${file})`,
+    );
   }
 }
 
@@ -33,7 +36,9 @@ export async function publishFile(client: AdminServiceClient, md: Metadata, file
   const manifest = await readManifestFromTarball(file);
   const { sha256, size } = await sha256File(file);
   return new Promise((resolve, reject) => {
-    const call = client.publishPlugin(md, { deadline: new Date(Date.now() + 30 * 60_000) }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
+    const call = client.publishPlugin(md, { deadline: new Date(Date.now() + 30 * 60_000) }, (err, res) =>
+      err ? reject(fromServiceError(err)) : resolve(res),
+    );
     void (async () => {
       call.write({ payload: { $case: "header", value: { pluginId: manifest.id, version: manifest.version, sha256, size } } });
       for await (const buf of fs.createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>) {

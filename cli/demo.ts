@@ -14,7 +14,13 @@ import { connectAdmin, publishFile } from "./admin-client.js";
 import { formatJob, waitForJob } from "./jobs.js";
 import { startAgentProcess, startServerProcess, type ArcadeProcess, type LogLine } from "./processes.js";
 
-const STEP_NO: Record<string, string> = { register: "1 register", fetch: "2 fetch job", cache: "3 cache", download: "4 download", execute: "5 execute" };
+const STEP_NO: Record<string, string> = {
+  register: "1 register",
+  fetch: "2 fetch job",
+  cache: "3 cache",
+  download: "4 download",
+  execute: "5 execute",
+};
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 
 function examplesDir(): string {
@@ -44,7 +50,9 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
     );
     const server = await startServerProcess(path.join(tmp, "config.toml"));
     started.push(server.proc);
-    console.log(`server  listening on ${server.grpc} (SQLite ${path.join(tmp, "server", "arcade.db")}), metrics on http://${server.metrics}/metrics`);
+    console.log(
+      `server  listening on ${server.grpc} (SQLite ${path.join(tmp, "server", "arcade.db")}), metrics on http://${server.metrics}/metrics`,
+    );
 
     // Publish: pack each example reproducibly, upload by client streaming.
     const { client, md } = connectAdmin({ server: server.grpc, dataDir: path.join(tmp, "server") });
@@ -54,7 +62,9 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
       const packed = await packPlugin(path.join(examplesDir(), name), tgz);
       const res = await publishFile(client, md, tgz);
       refs[packed.manifest.id] = packed.manifest.version;
-      console.log(`publish ${res.plugin?.pluginId}@${res.plugin?.version}  sha256 ${res.plugin?.sha256.slice(0, 16)}…  ${res.plugin?.size} bytes`);
+      console.log(
+        `publish ${res.plugin?.pluginId}@${res.plugin?.version}  sha256 ${res.plugin?.sha256.slice(0, 16)}…  ${res.plugin?.size} bytes`,
+      );
     }
 
     fs.writeFileSync(
@@ -69,19 +79,55 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
     for (const l of agent.proc.lines) if (l.step && STEP_NO[l.step]) console.log(`  [${STEP_NO[l.step]}] ${describe(l)}`);
 
     const plugins = (configs: Record<string, object>) => [
-      { pluginId: "demo/setup-workspace", version: refs["demo/setup-workspace"]!, stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: JSON.stringify(configs.setup ?? {}) },
-      { pluginId: "notify/console", version: refs["notify/console"]!, stage: Stage.STAGE_ON_SUCCESS, executionOrder: 1, configJson: JSON.stringify({ channel: "#release" }) },
-      { pluginId: "notify/console", version: refs["notify/console"]!, stage: Stage.STAGE_ON_FAILURE, executionOrder: 1, configJson: JSON.stringify({ channel: "#oncall" }) },
+      {
+        pluginId: "demo/setup-workspace",
+        version: refs["demo/setup-workspace"]!,
+        stage: Stage.STAGE_BEFORE,
+        executionOrder: 1,
+        configJson: JSON.stringify(configs.setup ?? {}),
+      },
+      {
+        pluginId: "notify/console",
+        version: refs["notify/console"]!,
+        stage: Stage.STAGE_ON_SUCCESS,
+        executionOrder: 1,
+        configJson: JSON.stringify({ channel: "#release" }),
+      },
+      {
+        pluginId: "notify/console",
+        version: refs["notify/console"]!,
+        stage: Stage.STAGE_ON_FAILURE,
+        executionOrder: 1,
+        configJson: JSON.stringify({ channel: "#oncall" }),
+      },
       { pluginId: "report/workspace", version: refs["report/workspace"]!, stage: Stage.STAGE_AFTER, executionOrder: 1, configJson: "{}" },
     ];
     let failures = 0;
     const jobs = [
-      { title: "job 1: plugins are downloaded, verified and run around the commands", commands: ["cat build-info.json", "echo compiled > app.txt && echo build ok"], expect: "succeeded" },
-      { title: "job 2: same plugins, now from the cache; a command fails, so on_failure runs", commands: ["echo running tests", "exit 3"], expect: "failed" },
+      {
+        title: "job 1: plugins are downloaded, verified and run around the commands",
+        commands: ["cat build-info.json", "echo compiled > app.txt && echo build ok"],
+        expect: "succeeded",
+      },
+      {
+        title: "job 2: same plugins, now from the cache; a command fails, so on_failure runs",
+        commands: ["echo running tests", "exit 3"],
+        expect: "failed",
+      },
     ];
     for (const j of jobs) {
       console.log(bold(`\n${j.title}`));
-      const { jobId } = await call(client.submitJob, client, { commands: j.commands, plugins: plugins({ setup: { greeting: "hello from the demo" } }), agentId: "demo-agent", timeoutSeconds: 120 }, md);
+      const { jobId } = await call(
+        client.submitJob,
+        client,
+        {
+          commands: j.commands,
+          plugins: plugins({ setup: { greeting: "hello from the demo" } }),
+          agentId: "demo-agent",
+          timeoutSeconds: 120,
+        },
+        md,
+      );
       const status = await waitForJob(client, md, jobId, 120_000);
       await new Promise((r) => setTimeout(r, 200)); // let the agent's last log lines arrive
       console.log(`\n${formatJob(status)}`);

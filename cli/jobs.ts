@@ -63,8 +63,13 @@ export function buildJobRequest(f: SubmitFlags): SubmitJobRequest {
 function spec(ref: string, stage: string, order: number, configJson: string): JobPluginSpec {
   const { id, version } = parsePluginRef(ref);
   const s = stageFromName(stage);
-  if (s === undefined) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `plugin ${ref}: stage must be before, after, on_success or on_failure (write ${ref}:before:1)`);
-  if (!Number.isInteger(order) || order < 0) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `plugin ${ref}: order must be a whole number`);
+  if (s === undefined)
+    throw new ArcadeError(
+      ErrorCode.INVALID_ARGUMENT,
+      `plugin ${ref}: stage must be before, after, on_success or on_failure (write ${ref}:before:1)`,
+    );
+  if (!Number.isInteger(order) || order < 0)
+    throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `plugin ${ref}: order must be a whole number`);
   return { pluginId: id, version, stage: s, executionOrder: order, configJson };
 }
 
@@ -73,7 +78,8 @@ export async function waitForJob(client: AdminServiceClient, md: Metadata, jobId
   for (;;) {
     const { job } = await call(client.getJob, client, { jobId }, md);
     if (job && (job.status === "succeeded" || job.status === "failed")) return job;
-    if (Date.now() > until) throw new ArcadeError(ErrorCode.JOB_TIMEOUT, `job ${jobId} is still ${job?.status} after ${Math.round(timeoutMs / 1000)} s`);
+    if (Date.now() > until)
+      throw new ArcadeError(ErrorCode.JOB_TIMEOUT, `job ${jobId} is still ${job?.status} after ${Math.round(timeoutMs / 1000)} s`);
     await new Promise((r) => setTimeout(r, 300));
   }
 }
@@ -94,6 +100,13 @@ export function formatJob(j: JobStatus): string {
       );
     }
   }
-  if (j.output) lines.push("  output:", ...j.output.trimEnd().split("\n").map((l) => `    ${l}`));
+  if (j.output)
+    lines.push(
+      "  output:",
+      ...j.output
+        .trimEnd()
+        .split("\n")
+        .map((l) => `    ${l}`),
+    );
   return lines.join("\n");
 }

@@ -7,7 +7,11 @@ export function createLogger(name: string, opts: { level?: string; pretty?: bool
   const level = opts.level ?? process.env.ARCADE_LOG_LEVEL ?? "info";
   const pretty = opts.pretty ?? (process.stdout.isTTY === true && process.env.ARCADE_LOG_FORMAT !== "json");
   if (pretty) {
-    return pino({ name, level, transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname", translateTime: "HH:MM:ss.l" } } });
+    return pino({
+      name,
+      level,
+      transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname", translateTime: "HH:MM:ss.l" } },
+    });
   }
   return pino({ name, level, base: { name } });
 }

@@ -18,15 +18,29 @@ import { serveMetrics } from "./metrics-endpoint.js";
 
 const program = new Command()
   .name("arcade")
-  .description("Signed plugin distribution for CI/CD: a server that stores plugins and hands out jobs, agents that fetch, verify and run them.")
+  .description(
+    "Signed plugin distribution for CI/CD: a server that stores plugins and hands out jobs, agents that fetch, verify and run them.",
+  )
   .version("0.1.0")
-  .showHelpAfterError("(run with --help for usage)");
+  .showHelpAfterError("(run with --help for usage)")
+  .addHelpText(
+    "after",
+    `
+Try it:           npm run demo
+Run a server:     arcade server start --config config.toml   (admin token: <data_dir>/admin.token)
+Publish:          arcade plugin pack ./my-plugin -o my.tgz && arcade plugin publish my.tgz
+Run an agent:     arcade agent start --config agent.yaml
+Submit a job:     arcade job submit --run "make test" --plugin notify/console@1.2.0:on_failure --wait
+Docs:             README.md, docs/operators.md, SECURITY.md`,
+  );
 
 const withConnection = (c: Command) =>
   c
     .addOption(new Option("--server <host:port>", "server address").env("ARCADE_SERVER").default("127.0.0.1:50051"))
     .addOption(new Option("--token <token>", "admin token").env("ARCADE_ADMIN_TOKEN"))
-    .addOption(new Option("--data-dir <dir>", "read the admin token from <dir>/admin.token").env("ARCADE_DATA_DIR").default("./arcade-data"));
+    .addOption(
+      new Option("--data-dir <dir>", "read the admin token from <dir>/admin.token").env("ARCADE_DATA_DIR").default("./arcade-data"),
+    );
 
 // --- server ---------------------------------------------------------------------------------
 const server = program.command("server").description("run the Arcade server");
@@ -78,21 +92,26 @@ plugin
     const r = await packPlugin(dir, out);
     console.log(`${out}\n  ${r.manifest.id}@${r.manifest.version}  sha256 ${r.sha256}  ${r.size} bytes`);
   });
-withConnection(plugin.command("publish <tarballs...>").description("upload plugin tarballs (id and version come from each manifest.json)")).action(
-  async (files: string[], o: ConnectOptions) => {
-    const { client, md } = connectAdmin(o);
-    for (const f of files) {
-      const r = await publishFile(client, md, f);
-      console.log(`${r.created ? "published" : "already published"} ${r.plugin?.pluginId}@${r.plugin?.version}  sha256 ${r.plugin?.sha256}  ${r.plugin?.size} bytes`);
-    }
-    client.close();
-  },
-);
+withConnection(
+  plugin.command("publish <tarballs...>").description("upload plugin tarballs (id and version come from each manifest.json)"),
+).action(async (files: string[], o: ConnectOptions) => {
+  const { client, md } = connectAdmin(o);
+  for (const f of files) {
+    const r = await publishFile(client, md, f);
+    console.log(
+      `${r.created ? "published" : "already published"} ${r.plugin?.pluginId}@${r.plugin?.version}  sha256 ${r.plugin?.sha256}  ${r.plugin?.size} bytes`,
+    );
+  }
+  client.close();
+});
 withConnection(plugin.command("list").description("list published plugins").option("--id <plugin id>", "only this plugin")).action(
   async (o: ConnectOptions & { id?: string }) => {
     const { client, md } = connectAdmin(o);
     const res = await call(client.listPlugins, client, { pluginId: o.id ?? "" }, md);
-    for (const p of res.plugins) console.log(`${p.plugin?.pluginId}@${p.plugin?.version}  sha256 ${p.plugin?.sha256}  ${p.plugin?.size} bytes  ${new Date(p.publishedAtMs).toISOString()}`);
+    for (const p of res.plugins)
+      console.log(
+        `${p.plugin?.pluginId}@${p.plugin?.version}  sha256 ${p.plugin?.sha256}  ${p.plugin?.size} bytes  ${new Date(p.publishedAtMs).toISOString()}`,
+      );
     client.close();
   },
 );
@@ -123,14 +142,18 @@ withConnection(
   }
   client.close();
 });
-withConnection(job.command("status <jobId>").description("show a job and its plugin steps (t_job_plugin rows)").option("--json", "print JSON").option("-w, --wait", "wait until it finishes")).action(
-  async (jobId: string, o: ConnectOptions & { json?: boolean; wait?: boolean }) => {
-    const { client, md } = connectAdmin(o);
-    const j = o.wait ? await waitForJob(client, md, jobId, 3_600_000) : (await call(client.getJob, client, { jobId }, md)).job!;
-    console.log(o.json ? JSON.stringify(j) : formatJob(j));
-    client.close();
-  },
-);
+withConnection(
+  job
+    .command("status <jobId>")
+    .description("show a job and its plugin steps (t_job_plugin rows)")
+    .option("--json", "print JSON")
+    .option("-w, --wait", "wait until it finishes"),
+).action(async (jobId: string, o: ConnectOptions & { json?: boolean; wait?: boolean }) => {
+  const { client, md } = connectAdmin(o);
+  const j = o.wait ? await waitForJob(client, md, jobId, 3_600_000) : (await call(client.getJob, client, { jobId }, md)).job!;
+  console.log(o.json ? JSON.stringify(j) : formatJob(j));
+  client.close();
+});
 
 // --- demo -----------------------------------------------------------------------------------
 program

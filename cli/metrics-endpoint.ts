@@ -5,7 +5,11 @@ import type { Registry } from "prom-client";
 import { splitHostPort } from "../signing/validation.js";
 
 /** Serves /metrics and /healthz; resolves with the bound address (port 0 picks a free one). */
-export async function serveMetrics(registry: Registry, listen: string, healthy: () => Promise<boolean>): Promise<{ address: string; close(): Promise<void> }> {
+export async function serveMetrics(
+  registry: Registry,
+  listen: string,
+  healthy: () => Promise<boolean>,
+): Promise<{ address: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     void (async () => {
       if (req.method !== "GET") {

@@ -10,7 +10,9 @@ export type LogLine = { level?: number; msg?: string; step?: string; [k: string]
 /** dist/cli/main.js, also when called from sources under vitest (cli/processes.ts). */
 export function cliPath(): string {
   const here = fileURLToPath(import.meta.url);
-  const root = here.includes(`${path.sep}dist${path.sep}`) ? path.resolve(path.dirname(here), "..", "..") : path.resolve(path.dirname(here), "..");
+  const root = here.includes(`${path.sep}dist${path.sep}`)
+    ? path.resolve(path.dirname(here), "..", "..")
+    : path.resolve(path.dirname(here), "..");
   return path.join(root, "dist", "cli", "main.js");
 }
 
@@ -78,13 +80,19 @@ export function spawnArcade(args: string[], env: NodeJS.ProcessEnv = {}): Arcade
   return new ArcadeProcess(child);
 }
 
-export async function startServerProcess(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ proc: ArcadeProcess; grpc: string; metrics: string }> {
+export async function startServerProcess(
+  configFile: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ proc: ArcadeProcess; grpc: string; metrics: string }> {
   const proc = spawnArcade(["server", "start", "--config", configFile], env);
   const ready = await proc.waitFor((l) => l.msg === "ready");
   return { proc, grpc: String(ready.grpc), metrics: String(ready.metrics) };
 }
 
-export async function startAgentProcess(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<{ proc: ArcadeProcess; metrics: string }> {
+export async function startAgentProcess(
+  configFile: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ proc: ArcadeProcess; metrics: string }> {
   const proc = spawnArcade(["agent", "start", "--config", configFile], env);
   const ready = await proc.waitFor((l) => l.msg === "ready");
   return { proc, metrics: String(ready.metrics) };

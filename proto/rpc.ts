@@ -18,7 +18,13 @@ export function bearer(token: string): Metadata {
   return md;
 }
 
-const TRANSIENT = new Set<number>([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.RESOURCE_EXHAUSTED, status.ABORTED, status.CANCELLED]);
+const TRANSIENT = new Set<number>([
+  status.UNAVAILABLE,
+  status.DEADLINE_EXCEEDED,
+  status.RESOURCE_EXHAUSTED,
+  status.ABORTED,
+  status.CANCELLED,
+]);
 
 /** A gRPC failure as an ArcadeError; `transient` tells whether retrying could help. */
 export function fromServiceError(e: unknown): ArcadeError {
@@ -35,18 +41,28 @@ export function fromServiceError(e: unknown): ArcadeError {
   if (se.code === status.DEADLINE_EXCEEDED) {
     return new ArcadeError(ErrorCode.DOWNLOAD_TIMEOUT, `deadline exceeded: ${se.details}`, { grpcStatus: se.code, transient: true });
   }
-  return new ArcadeError(ErrorCode.INTERNAL, `gRPC ${status[se.code] ?? se.code}: ${se.details}`, { grpcStatus: se.code, transient: TRANSIENT.has(se.code) });
+  return new ArcadeError(ErrorCode.INTERNAL, `gRPC ${status[se.code] ?? se.code}: ${se.details}`, {
+    grpcStatus: se.code,
+    transient: TRANSIENT.has(se.code),
+  });
 }
 
 export function isTransient(e: ArcadeError): boolean {
   return e.details.transient === true;
 }
 
-type UnaryMethod<Req, Res> = (req: Req, md: Metadata, opts: { deadline: Date }, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+type UnaryMethod<Req, Res> = (
+  req: Req,
+  md: Metadata,
+  opts: { deadline: Date },
+  cb: (err: ServiceError | null, res: Res) => void,
+) => unknown;
 
 /** Promise form of a generated unary method, with a deadline and typed errors. */
 export function call<Req, Res>(method: UnaryMethod<Req, Res>, thisArg: unknown, req: Req, md: Metadata, timeoutMs = 30_000): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(thisArg, req, md, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
+    method.call(thisArg, req, md, { deadline: new Date(Date.now() + timeoutMs) }, (err, res) =>
+      err ? reject(fromServiceError(err)) : resolve(res),
+    );
   });
 }

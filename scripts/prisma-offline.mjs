@@ -29,8 +29,7 @@ try {
 const [cmd, name] = parsed.positionals;
 if (cmd !== "new" && cmd !== "check") fail(USAGE);
 // Letters, digits and _ only, like `prisma migrate dev --name`; the name becomes a directory.
-if (cmd === "new" && !/^[A-Za-z0-9_]+$/.test(name ?? ""))
-  fail(`migration name missing or invalid (letters, digits, _)\n${USAGE}`);
+if (cmd === "new" && !/^[A-Za-z0-9_]+$/.test(name ?? "")) fail(`migration name missing or invalid (letters, digits, _)\n${USAGE}`);
 
 const schemaPath = path.resolve(parsed.values.schema);
 if (!fs.existsSync(schemaPath)) fail(`schema not found: ${schemaPath}`);
@@ -47,10 +46,7 @@ if (cmd === "check") {
     console.log(`${rel(migrationsDir)} matches ${rel(schemaPath)}`);
     process.exit(0);
   }
-  fail(
-    `Drift: ${rel(schemaPath)} changed without a migration; run npm run db:migration -- <name>. Missing SQL:\n${res.stdout}`,
-    2,
-  );
+  fail(`Drift: ${rel(schemaPath)} changed without a migration; run npm run db:migration -- <name>. Missing SQL:\n${res.stdout}`, 2);
 }
 
 if (res.exitCode === 0) {

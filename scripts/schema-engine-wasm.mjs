@@ -45,8 +45,7 @@ class ErrorRegistry {
 }
 
 const isAdapterError = (e) => e?.name === "DriverAdapterError" && typeof e?.cause === "object";
-const capture = (reg, e) =>
-  isAdapterError(e) ? err(e.cause) : err({ kind: "GenericJs", id: reg.registerNewError(e) });
+const capture = (reg, e) => (isAdapterError(e) ? err(e.cause) : err({ kind: "GenericJs", id: reg.registerNewError(e) }));
 const wrap =
   (reg, fn) =>
   async (...args) => {
@@ -78,8 +77,7 @@ function bindAdapter(reg, a) {
     executeRaw: wrap(reg, (q) => (q.args?.length ? a.executeRaw(q) : a.executeScript(q.sql).then(() => 0))),
     executeScript: wrap(reg, a.executeScript.bind(a)),
     dispose: wrap(reg, a.dispose.bind(a)),
-    startTransaction: async (...x) =>
-      (await wrap(reg, a.startTransaction.bind(a))(...x)).map((t) => bindTransaction(reg, t)),
+    startTransaction: async (...x) => (await wrap(reg, a.startTransaction.bind(a))(...x)).map((t) => bindTransaction(reg, t)),
   };
   if (a.getConnectionInfo) {
     bound.getConnectionInfo = (...x) => {
@@ -160,10 +158,7 @@ export async function openEngine({ schemaPath, url }) {
     factory = new PrismaBetterSqlite3({ url: url ?? ":memory:" });
     shadow = () => new PrismaBetterSqlite3({ url: ":memory:" }).connect();
   } else if (provider === "postgresql") {
-    if (!url)
-      throw new Error(
-        "postgresql needs a server URL: set SHADOW_DATABASE_URL (scripts/with-postgres.sh provides TEST_PG_URL)",
-      );
+    if (!url) throw new Error("postgresql needs a server URL: set SHADOW_DATABASE_URL (scripts/with-postgres.sh provides TEST_PG_URL)");
     factory = pgAdapter(url);
     shadow = () => pgShadow(url);
   } else {

@@ -19,7 +19,12 @@ const Schema = z.strictObject({
       mode: z.enum(["production", "development"]).default("production"),
       // Plaintext gRPC on a non-loopback address; TLS arrives with the identity issue.
       insecure: z.boolean().default(false),
-      session_ttl: z.number().int().min(60).max(30 * 86400).default(86400),
+      session_ttl: z
+        .number()
+        .int()
+        .min(60)
+        .max(30 * 86400)
+        .default(86400),
       poll_interval: z.number().int().min(1).max(300).default(2),
     })
     .prefault({}),
@@ -52,10 +57,20 @@ const Schema = z.strictObject({
     .prefault({}),
   jobs: z
     .strictObject({
-      default_timeout: z.number().int().min(1).max(7 * 86400).default(3600),
+      default_timeout: z
+        .number()
+        .int()
+        .min(1)
+        .max(7 * 86400)
+        .default(3600),
       max_commands: z.number().int().min(1).max(1000).default(100),
       max_plugins: z.number().int().min(1).max(100).default(32),
-      max_output_bytes: z.number().int().min(1024).max(64 * MIB).default(MIB),
+      max_output_bytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(64 * MIB)
+        .default(MIB),
     })
     .prefault({}),
 });

@@ -21,11 +21,16 @@ export async function streamBlob(
   // A wrong size is caught before a single byte goes out.
   const onDisk = await store.size(p.storageKey);
   if (onDisk !== p.size) {
-    throw new ArcadeError(ErrorCode.BLOB_CORRUPT, `stored blob for ${p.pluginId}@${p.version} is ${onDisk ?? "missing"} bytes, recorded ${p.size}: the server refuses to serve it; an operator must re-publish or restore it`);
+    throw new ArcadeError(
+      ErrorCode.BLOB_CORRUPT,
+      `stored blob for ${p.pluginId}@${p.version} is ${onDisk ?? "missing"} bytes, recorded ${p.size}: the server refuses to serve it; an operator must re-publish or restore it`,
+    );
   }
   if (offset > p.size) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `offset ${offset} is past the end (${p.size} bytes)`);
 
-  call.write({ payload: { $case: "header", value: { plugin: { pluginId: p.pluginId, version: p.version, sha256: p.sha256, size: p.size }, offset } } });
+  call.write({
+    payload: { $case: "header", value: { plugin: { pluginId: p.pluginId, version: p.version, sha256: p.sha256, size: p.size }, offset } },
+  });
 
   const hash = new HashCounter();
   const rs = store.openRead(p.storageKey, chunkSize);
@@ -55,7 +60,10 @@ export async function streamBlob(
   }
   if (isCancelled) return sent;
   if (hash.digest() !== p.sha256) {
-    throw new ArcadeError(ErrorCode.BLOB_CORRUPT, `stored blob for ${p.pluginId}@${p.version} no longer matches its recorded sha256 ${p.sha256}: refusing it; an operator must re-publish or restore it`);
+    throw new ArcadeError(
+      ErrorCode.BLOB_CORRUPT,
+      `stored blob for ${p.pluginId}@${p.version} no longer matches its recorded sha256 ${p.sha256}: refusing it; an operator must re-publish or restore it`,
+    );
   }
   return sent;
 }

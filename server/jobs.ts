@@ -27,15 +27,24 @@ export async function submitJob(
     if (!stage) throw invalid(`plugin ${pluginKey(p.pluginId, p.version)}: stage must be one of before, after, on_success, on_failure`);
     await findPublished(db, p.pluginId, p.version); // PLUGIN_NOT_FOUND now rather than on the agent later
     const config = p.configJson === "" ? "{}" : p.configJson;
-    if (Buffer.byteLength(config) > MAX_CONFIG_BYTES) throw invalid(`plugin ${p.pluginId}: config is larger than ${MAX_CONFIG_BYTES} bytes`);
+    if (Buffer.byteLength(config) > MAX_CONFIG_BYTES)
+      throw invalid(`plugin ${p.pluginId}: config is larger than ${MAX_CONFIG_BYTES} bytes`);
     let parsed: unknown;
     try {
       parsed = JSON.parse(config);
     } catch {
       throw invalid(`plugin ${p.pluginId}: config is not valid JSON`);
     }
-    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw invalid(`plugin ${p.pluginId}: config must be a JSON object`);
-    rows.push({ id: randomUUID(), pluginId: p.pluginId, version: p.version, pluginConfig: config, executionOrder: p.executionOrder, executionStage: stage });
+    if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+      throw invalid(`plugin ${p.pluginId}: config must be a JSON object`);
+    rows.push({
+      id: randomUUID(),
+      pluginId: p.pluginId,
+      version: p.version,
+      pluginConfig: config,
+      executionOrder: p.executionOrder,
+      executionStage: stage,
+    });
   }
   const id = randomUUID();
   await db.job.create({
@@ -87,15 +96,26 @@ async function toWireJob(db: Db, jobId: string): Promise<WireJob> {
 /** The job, checked to be assigned to this agent: an agent can only report on its own work. */
 export async function ownedJob(db: Db, agentId: string, jobId: string) {
   const job = await db.job.findUnique({ where: { id: jobId } });
-  if (!job || job.assignedAgentId !== agentId) throw new ArcadeError(ErrorCode.PERMISSION_DENIED, `job ${jobId} is not assigned to agent ${agentId}`);
-  if (job.status === "succeeded" || job.status === "failed") throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `job ${jobId} is already ${job.status}`);
+  if (!job || job.assignedAgentId !== agentId)
+    throw new ArcadeError(ErrorCode.PERMISSION_DENIED, `job ${jobId} is not assigned to agent ${agentId}`);
+  if (job.status === "succeeded" || job.status === "failed")
+    throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `job ${jobId} is already ${job.status}`);
   return job;
 }
 
 export async function recordStep(
   db: Db,
   agentId: string,
-  r: { jobId: string; stepId: string; status: DbStepStatus; result: string; errorCode: string; errorMessage: string; startedAtMs: number; completedAtMs: number },
+  r: {
+    jobId: string;
+    stepId: string;
+    status: DbStepStatus;
+    result: string;
+    errorCode: string;
+    errorMessage: string;
+    startedAtMs: number;
+    completedAtMs: number;
+  },
 ): Promise<void> {
   const job = await ownedJob(db, agentId, r.jobId);
   const updated = await db.jobPlugin.updateMany({
@@ -116,13 +136,25 @@ export async function recordStep(
 export async function completeJob(
   db: Db,
   agentId: string,
-  r: { jobId: string; succeeded: boolean; exitCode: number; output: string; errorCode: string; errorMessage: string; startedAtMs: number; completedAtMs: number },
+  r: {
+    jobId: string;
+    succeeded: boolean;
+    exitCode: number;
+    output: string;
+    errorCode: string;
+    errorMessage: string;
+    startedAtMs: number;
+    completedAtMs: number;
+  },
   limits: JobLimits,
 ): Promise<void> {
   const job = await ownedJob(db, agentId, r.jobId);
   const now = new Date();
   // Steps the agent never reached (e.g. a download failed first) did not run: say so.
-  await db.jobPlugin.updateMany({ where: { jobId: job.id, status: { in: [DbStepStatus.pending, DbStepStatus.running] } }, data: { status: DbStepStatus.skipped } });
+  await db.jobPlugin.updateMany({
+    where: { jobId: job.id, status: { in: [DbStepStatus.pending, DbStepStatus.running] } },
+    data: { status: DbStepStatus.skipped },
+  });
   await db.job.update({
     where: { id: job.id },
     data: {
@@ -138,7 +170,10 @@ export async function completeJob(
 }
 
 export async function getJob(db: Db, jobId: string): Promise<JobStatus> {
-  const job = await db.job.findUnique({ where: { id: jobId }, include: { plugins: { orderBy: [{ executionOrder: "asc" }, { createdAt: "asc" }] } } });
+  const job = await db.job.findUnique({
+    where: { id: jobId },
+    include: { plugins: { orderBy: [{ executionOrder: "asc" }, { createdAt: "asc" }] } },
+  });
   if (!job) throw new ArcadeError(ErrorCode.JOB_NOT_FOUND, `no job ${jobId}`);
   const ms = (d: Date | null) => (d ? d.getTime() : 0);
   return {

@@ -32,7 +32,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       `refusing plaintext gRPC on ${config.listen}: listen on a loopback address, or pass --insecure (server.insecure = true) if the network is protected otherwise`,
     );
   }
-  if (config.insecure && !isLoopback(host)) log.warn({ listen: config.listen }, "INSECURE: serving plaintext gRPC on a non-loopback address");
+  if (config.insecure && !isLoopback(host))
+    log.warn({ listen: config.listen }, "INSECURE: serving plaintext gRPC on a non-loopback address");
   if (config.mode === "development") log.warn("development mode: integrity settings may be relaxed; never use it in production");
 
   const { db, provider, close: closeDb } = await openDatabase(config.databaseUrl, { log: (m) => log.info({ component: "migrate" }, m) });
@@ -51,7 +52,9 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   server.addService(AgentServiceService, agentService(ctx));
   server.addService(AdminServiceService, adminService(ctx));
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
   log.info({ listen: address, database: provider, storage: config.storagePath, overrides: config.overrides }, "server listening");

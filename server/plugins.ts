@@ -21,20 +21,29 @@ export function checkPublishHeader(h: PublishHeader, limits: PublishLimits): voi
     throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `invalid version ${JSON.stringify(h.version)}: expected semver such as 1.2.3`);
   }
   if (h.sha256 === "" && limits.requireChecksum) {
-    throw new ArcadeError(ErrorCode.CHECKSUM_MISSING, "a SHA-256 checksum is required (plugin.require_checksum = true); the CLI computes it for you");
+    throw new ArcadeError(
+      ErrorCode.CHECKSUM_MISSING,
+      "a SHA-256 checksum is required (plugin.require_checksum = true); the CLI computes it for you",
+    );
   }
   if (h.sha256 !== "" && !isSha256Hex(h.sha256)) {
     throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "sha256 must be 64 lowercase hex characters");
   }
   if (h.size > limits.maxPluginBytes) {
-    throw new ArcadeError(ErrorCode.SIZE_LIMIT, `plugin is ${h.size} bytes; the server's max_plugin_size is ${limits.maxPluginBytes} bytes`);
+    throw new ArcadeError(
+      ErrorCode.SIZE_LIMIT,
+      `plugin is ${h.size} bytes; the server's max_plugin_size is ${limits.maxPluginBytes} bytes`,
+    );
   }
 }
 
 /** Step 2, after the last chunk: the bytes are what was declared. */
 export function checkUploadedBytes(h: PublishHeader, w: BlobWriter): string {
   if (h.size !== 0 && w.size !== h.size) {
-    throw new ArcadeError(ErrorCode.SIZE_MISMATCH, `declared ${h.size} bytes but received ${w.size}: the upload was cut short or the file changed`);
+    throw new ArcadeError(
+      ErrorCode.SIZE_MISMATCH,
+      `declared ${h.size} bytes but received ${w.size}: the upload was cut short or the file changed`,
+    );
   }
   const actual = w.digest();
   if (h.sha256 !== "" && actual !== h.sha256) {
@@ -58,7 +67,12 @@ export async function checkInnerManifest(h: PublishHeader, w: BlobWriter): Promi
 }
 
 /** Step 4: store the blob and record the version; an existing version must have the same bytes. */
-export async function recordVersion(db: Db, h: PublishHeader, w: BlobWriter, sha256: string): Promise<{ ref: PublishedRef; created: boolean }> {
+export async function recordVersion(
+  db: Db,
+  h: PublishHeader,
+  w: BlobWriter,
+  sha256: string,
+): Promise<{ ref: PublishedRef; created: boolean }> {
   const ref = { pluginId: h.pluginId, version: h.version, sha256, size: w.size };
   const existing = await db.plugin.findUnique({ where: { pluginId_version: { pluginId: h.pluginId, version: h.version } } });
   if (existing) {

@@ -56,7 +56,8 @@ export class EntryGuard {
   check(rawPath: string, e: EntryInfo): string | ArcadeError {
     const shown = JSON.stringify(rawPath.slice(0, 200));
     if (++this.entries > this.limits.maxEntries) return unsafe(`more than ${this.limits.maxEntries} entries`);
-    if (Buffer.byteLength(rawPath) > this.limits.maxPathLength) return unsafe(`path longer than ${this.limits.maxPathLength} bytes: ${shown}`);
+    if (Buffer.byteLength(rawPath) > this.limits.maxPathLength)
+      return unsafe(`path longer than ${this.limits.maxPathLength} bytes: ${shown}`);
     // Backslashes and drive letters are separators/roots on Windows: never produced by packPlugin.
     if (rawPath.startsWith("/") || /^[A-Za-z]:/.test(rawPath) || /[\\\0]/.test(rawPath)) return unsafe(`unsafe path ${shown}`);
     const segments = rawPath.split("/").filter((s) => s !== "" && s !== ".");
@@ -148,8 +149,7 @@ async function audit(root: string): Promise<{ files: number; bytes: number }> {
       else if (st.isFile()) {
         files += 1;
         bytes += st.size;
-      }
-      else throw unsafe(`unexpected ${abs.slice(root.length + 1)} after extraction`);
+      } else throw unsafe(`unexpected ${abs.slice(root.length + 1)} after extraction`);
       await chmod(abs, normalMode(st.isFile(), st.mode));
     }
   }

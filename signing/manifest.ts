@@ -47,31 +47,38 @@ const permissionsSchema = z.strictObject({
     .max(256)
     .default(() => []),
   paths: z
-    .array(z.string().min(1).max(4096).refine((p) => !p.includes("\0"), "must not contain NUL"))
+    .array(
+      z
+        .string()
+        .min(1)
+        .max(4096)
+        .refine((p) => !p.includes("\0"), "must not contain NUL"),
+    )
     .max(256)
     .default(() => []),
 });
 
-const manifestSchema = z.strictObject({
-  schemaVersion: z.literal(1, must("must be 1")),
-  id: z.string().refine(isValidPluginId, "must be lowercase namespace/name, e.g. notify/slack"),
-  version: z
-    .string()
-    .refine(isValidVersion, "must be a canonical semantic version like 1.2.3 or 1.2.3-rc.1 (no 'v', no build metadata)"),
-  entry: z.string().refine(isPackagePath, "must be a relative path inside the package, like dist/index.js"),
-  runtime: z.literal("node", must('must be "node"')),
-  stages: z
-    .array(z.enum(STAGES, must(`must be one of ${STAGES.join(", ")}`)))
-    .min(1, "must list at least one stage")
-    .superRefine((stages, ctx) => {
-      stages.forEach((s, i) => {
-        if (stages.indexOf(s) !== i) ctx.addIssue({ code: "custom", path: [i], message: `duplicate stage "${s}"` });
-      });
-    }),
-  permissions: permissionsSchema.default(() => ({ network: false, env: [], paths: [] })),
-  description: z.string().max(1024),
-  configSchema: z.record(z.string(), z.unknown(), must("must be a JSON object")).optional(),
-}, must("must be a JSON object"));
+const manifestSchema = z.strictObject(
+  {
+    schemaVersion: z.literal(1, must("must be 1")),
+    id: z.string().refine(isValidPluginId, "must be lowercase namespace/name, e.g. notify/slack"),
+    version: z.string().refine(isValidVersion, "must be a canonical semantic version like 1.2.3 or 1.2.3-rc.1 (no 'v', no build metadata)"),
+    entry: z.string().refine(isPackagePath, "must be a relative path inside the package, like dist/index.js"),
+    runtime: z.literal("node", must('must be "node"')),
+    stages: z
+      .array(z.enum(STAGES, must(`must be one of ${STAGES.join(", ")}`)))
+      .min(1, "must list at least one stage")
+      .superRefine((stages, ctx) => {
+        stages.forEach((s, i) => {
+          if (stages.indexOf(s) !== i) ctx.addIssue({ code: "custom", path: [i], message: `duplicate stage "${s}"` });
+        });
+      }),
+    permissions: permissionsSchema.default(() => ({ network: false, env: [], paths: [] })),
+    description: z.string().max(1024),
+    configSchema: z.record(z.string(), z.unknown(), must("must be a JSON object")).optional(),
+  },
+  must("must be a JSON object"),
+);
 
 export type PluginManifest = z.output<typeof manifestSchema>;
 

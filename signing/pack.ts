@@ -97,7 +97,7 @@ async function* tarStream(entries: PackEntry[]): AsyncGenerator<Buffer> {
       const st = await fh.stat();
       if (!st.isFile()) throw new ArcadeError(ErrorCode.ARCHIVE_UNSAFE, `${e.rel} is not a regular file`);
       yield* headerBlocks(e.rel, "File", normalMode(true, st.mode), st.size);
-      for (let pos = 0; pos < st.size; ) {
+      for (let pos = 0; pos < st.size;) {
         const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, st.size - pos));
         const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
         if (bytesRead === 0) break;
@@ -145,7 +145,10 @@ export async function packPlugin(dir: string, outFile: string): Promise<{ manife
   const declared = parseManifestBytes(await readFile(join(root, "manifest.json")));
   const entries = await collect(root, exclude, new EntryGuard({ ...DEFAULT_EXTRACT_LIMITS }));
   if (!entries.some((e) => !e.dir && e.rel === declared.entry)) {
-    throw new ArcadeError(ErrorCode.MANIFEST_INVALID, `manifest.json: entry: ${declared.entry} is not a file in the package (or is excluded)`);
+    throw new ArcadeError(
+      ErrorCode.MANIFEST_INVALID,
+      `manifest.json: entry: ${declared.entry} is not a file in the package (or is excluded)`,
+    );
   }
 
   const tmp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString("hex")}.tmp`);

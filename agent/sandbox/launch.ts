@@ -32,7 +32,11 @@ export interface PluginProcessOptions {
 }
 
 export async function launch(opts: PluginProcessOptions, limits: SandboxLimits): Promise<{ child: ChildProcess; workDir: string }> {
-  for (const [name, dir] of [["pluginDir", opts.pluginDir], ["workRoot", opts.workRoot], ["jobWorkspace", opts.jobWorkspace]] as const) {
+  for (const [name, dir] of [
+    ["pluginDir", opts.pluginDir],
+    ["workRoot", opts.workRoot],
+    ["jobWorkspace", opts.jobWorkspace],
+  ] as const) {
     if (!path.isAbsolute(dir)) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `${name} must be an absolute path`);
   }
   const hostScript = resolveHostScript();

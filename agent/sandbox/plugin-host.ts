@@ -121,7 +121,10 @@ async function load(msg: InitMessage): Promise<void> {
     throw new Refused(`cannot load entry ${msg.entry}: ${describe(e)}`);
   }
   try {
-    for (const [key, want] of [["id", msg.id], ["version", msg.version]] as const) {
+    for (const [key, want] of [
+      ["id", msg.id],
+      ["version", msg.version],
+    ] as const) {
       const own = pick(mod, key).value;
       if (typeof own === "string" && own !== want) throw new Refused(`module declares ${key} ${own}, the agent expected ${want}`);
     }
@@ -230,7 +233,10 @@ const decoder = new LineDecoder(MAX_INBOUND_LINE_BYTES);
 channel.on("data", (chunk: Buffer) => {
   let messages: AgentMessage[];
   try {
-    messages = decoder.push(chunk).filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as AgentMessage);
+    messages = decoder
+      .push(chunk)
+      .filter((l) => l.trim() !== "")
+      .map((l) => JSON.parse(l) as AgentMessage);
   } catch (e) {
     process.stderr.write(`plugin-host: bad message from the agent: ${describe(e)}\n`);
     process.exit(1);

@@ -44,12 +44,7 @@ export function untrackGroup(pid: number): void {
 }
 
 /** Why the plugin process ended, with a hint for the limits that end it that way. */
-export function describeExit(
-  code: number | null,
-  signal: NodeJS.Signals | null,
-  limits: SandboxLimits,
-  stderr: TailBuffer,
-): string {
+export function describeExit(code: number | null, signal: NodeJS.Signals | null, limits: SandboxLimits, stderr: TailBuffer): string {
   let what: string;
   if (signal === "SIGABRT" || code === 134) {
     what = `plugin process aborted; it most likely ran out of memory (heap limit ${limits.maxOldSpaceMb} MiB)`;

@@ -209,8 +209,21 @@ export class PluginProcess {
 
   private async handshake(nonce: string): Promise<void> {
     const { id, version, entry, stages } = this.opts.manifest;
-    const hostLimits = { maxResultBytes: this.limits.maxResultBytes, maxLogMessageBytes: this.limits.maxLogMessageBytes, maxErrorBytes: MAX_ERROR_BYTES };
-    const init = { type: "init", protocol: PROTOCOL_VERSION, nonce, pluginDir: this.opts.pluginDir, entry, id, version, limits: hostLimits };
+    const hostLimits = {
+      maxResultBytes: this.limits.maxResultBytes,
+      maxLogMessageBytes: this.limits.maxLogMessageBytes,
+      maxErrorBytes: MAX_ERROR_BYTES,
+    };
+    const init = {
+      type: "init",
+      protocol: PROTOCOL_VERSION,
+      nonce,
+      pluginDir: this.opts.pluginDir,
+      entry,
+      id,
+      version,
+      limits: hostLimits,
+    };
     this.channel.write(JSON.stringify(init) + "\n");
     const r = await this.exchange<HelloMessage>(this.limits.handshakeTimeoutMs, "handshake", (msg) => {
       if (msg.type === "error") throw new ProtocolViolation(`plugin refused to start: ${msg.message}`);
@@ -223,10 +236,13 @@ export class PluginProcess {
     }
     const hello = r.value;
     const problem =
-      hello.protocol !== PROTOCOL_VERSION ? `protocol ${hello.protocol}, expected ${PROTOCOL_VERSION}`
-      : hello.nonce !== nonce ? "hello does not echo the nonce"
-      : hello.id !== id || hello.version !== version ? `plugin says it is ${hello.id}@${hello.version}`
-      : stages.filter((s) => !hello.stages.includes(s)).map((s) => `stage ${s} is declared but not implemented`)[0];
+      hello.protocol !== PROTOCOL_VERSION
+        ? `protocol ${hello.protocol}, expected ${PROTOCOL_VERSION}`
+        : hello.nonce !== nonce
+          ? "hello does not echo the nonce"
+          : hello.id !== id || hello.version !== version
+            ? `plugin says it is ${hello.id}@${hello.version}`
+            : stages.filter((s) => !hello.stages.includes(s)).map((s) => `stage ${s} is declared but not implemented`)[0];
     if (problem) {
       this.condemn({ code: ErrorCode.PLUGIN_PROTOCOL, message: problem });
       throw new ArcadeError(ErrorCode.PLUGIN_PROTOCOL, `plugin ${id}@${version} failed the handshake: ${problem}`);

@@ -39,18 +39,13 @@ function findRepoRoot(): string {
     if (fs.existsSync(path.join(dir, "prisma", "schema.prisma"))) return (repoRoot = dir);
     if (path.dirname(dir) === dir) break;
   }
-  throw new ArcadeError(
-    ErrorCode.INTERNAL,
-    `cannot find prisma/schema.prisma above ${start}; the installation is incomplete`,
-  );
+  throw new ArcadeError(ErrorCode.INTERNAL, `cannot find prisma/schema.prisma above ${start}; the installation is incomplete`);
 }
 
 /** Absolute path of the committed migrations for `provider`. */
 export function migrationsDirFor(provider: Provider): string {
   const root = findRepoRoot();
-  return provider === "sqlite"
-    ? path.join(root, "prisma", "migrations")
-    : path.join(root, "prisma", "postgres", "migrations");
+  return provider === "sqlite" ? path.join(root, "prisma", "migrations") : path.join(root, "prisma", "postgres", "migrations");
 }
 
 /** Migrates the database at `url`, then connects to it. Call close() when done. */
@@ -74,8 +69,7 @@ async function openSqlite(url: string, log?: (m: string) => void): Promise<Db> {
   try {
     // WAL lets readers in one process proceed while another writes; the mode persists in the file.
     const [row] = await db.$queryRawUnsafe<{ journal_mode: string }[]>("PRAGMA journal_mode = WAL");
-    if (row?.journal_mode !== "wal")
-      (log ?? console.error)(`warning: SQLite stayed in ${row?.journal_mode} journal mode, not WAL`);
+    if (row?.journal_mode !== "wal") (log ?? console.error)(`warning: SQLite stayed in ${row?.journal_mode} journal mode, not WAL`);
   } catch (e) {
     await db.$disconnect();
     throw new ArcadeError(
@@ -96,10 +90,7 @@ async function openPostgres(url: string): Promise<Db> {
   const { url: connectionString, schema } = splitPgSchema(url);
   // `schema` makes Prisma's generated SQL schema-qualified; search_path does the same for raw SQL,
   // as Prisma's former engine did for `?schema=`.
-  const adapter = new PrismaPg(
-    { connectionString, ...(schema ? { options: `-c search_path="${schema}"` } : {}) },
-    { schema },
-  );
+  const adapter = new PrismaPg({ connectionString, ...(schema ? { options: `-c search_path="${schema}"` } : {}) }, { schema });
   // The postgres client's type is structurally the same API as the sqlite one (same models), but
   // TypeScript sees two distinct generated classes; Db is the one type callers program against.
   return new PrismaClient({ adapter }) as unknown as Db;

@@ -58,9 +58,7 @@ function plan(migrations: Migration[], rows: Row[], log: (m: string) => void): M
       { failed },
     );
   }
-  const done = new Map(
-    rows.filter((r) => r.finished_at != null && r.rolled_back_at == null).map((r) => [r.migration_name, r]),
-  );
+  const done = new Map(rows.filter((r) => r.finished_at != null && r.rolled_back_at == null).map((r) => [r.migration_name, r]));
   for (const m of migrations) {
     const row = done.get(m.name);
     if (row && row.checksum !== m.checksum)
@@ -120,11 +118,7 @@ async function migrateSqlite(o: MigrateOptions, migrations: Migration[], log: (m
   try {
     lock.exec("BEGIN EXCLUSIVE");
     db.exec(SQLITE_TABLE);
-    const todo = plan(
-      migrations,
-      db.prepare(`SELECT * FROM "_prisma_migrations" ORDER BY started_at`).all() as Row[],
-      log,
-    );
+    const todo = plan(migrations, db.prepare(`SELECT * FROM "_prisma_migrations" ORDER BY started_at`).all() as Row[], log);
     for (const m of todo) {
       const id = randomUUID();
       db.prepare(
@@ -137,10 +131,7 @@ async function migrateSqlite(o: MigrateOptions, migrations: Migration[], log: (m
         db.prepare(`UPDATE "_prisma_migrations" SET logs = ? WHERE id = ?`).run(errorMessageOf(e), id);
         throw failure(m, e);
       }
-      db.prepare(`UPDATE "_prisma_migrations" SET finished_at = ?, applied_steps_count = 1 WHERE id = ?`).run(
-        sqliteNow(),
-        id,
-      );
+      db.prepare(`UPDATE "_prisma_migrations" SET finished_at = ?, applied_steps_count = 1 WHERE id = ?`).run(sqliteNow(), id);
       log(`applied migration ${m.name}`);
     }
     return todo.map((m) => m.name);
@@ -157,20 +148,14 @@ export function splitPgSchema(url: string): { url: string; schema: string | unde
   u.searchParams.delete("schema");
   // Restricted so it can be spliced into SQL and a libpq `options` string without quoting surprises.
   if (schema !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(schema)) {
-    throw new ArcadeError(
-      ErrorCode.CONFIG_INVALID,
-      `database.url: schema "${schema}" must be letters, digits and _ only`,
-      { setting: "database.url" },
-    );
+    throw new ArcadeError(ErrorCode.CONFIG_INVALID, `database.url: schema "${schema}" must be letters, digits and _ only`, {
+      setting: "database.url",
+    });
   }
   return { url: u.toString(), schema };
 }
 
-async function migratePostgres(
-  o: MigrateOptions,
-  migrations: Migration[],
-  log: (m: string) => void,
-): Promise<string[]> {
+async function migratePostgres(o: MigrateOptions, migrations: Migration[], log: (m: string) => void): Promise<string[]> {
   const { default: pg } = await import("pg");
   const { url, schema } = splitPgSchema(o.url);
   const client = new pg.Client({ connectionString: url });
@@ -199,9 +184,7 @@ async function migratePostgres(
         await client.query(`UPDATE "_prisma_migrations" SET logs = $1 WHERE id = $2`, [errorMessageOf(e), id]);
         throw failure(m, e);
       }
-      await client.query(`UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1`, [
-        id,
-      ]);
+      await client.query(`UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1`, [id]);
       log(`applied migration ${m.name}`);
     }
     return todo.map((m) => m.name);
@@ -215,16 +198,12 @@ export async function migrate(opts: MigrateOptions): Promise<string[]> {
   const log = opts.log ?? ((m: string) => console.error(`[migrate] ${m}`));
   const migrations = readMigrations(opts.migrationsDir);
   if (migrations.length === 0) {
-    throw new ArcadeError(
-      ErrorCode.INTERNAL,
-      `no database migrations found in ${opts.migrationsDir}; the installation is incomplete`,
-      { migrationsDir: opts.migrationsDir },
-    );
+    throw new ArcadeError(ErrorCode.INTERNAL, `no database migrations found in ${opts.migrationsDir}; the installation is incomplete`, {
+      migrationsDir: opts.migrationsDir,
+    });
   }
   try {
-    return await (opts.provider === "sqlite"
-      ? migrateSqlite(opts, migrations, log)
-      : migratePostgres(opts, migrations, log));
+    return await (opts.provider === "sqlite" ? migrateSqlite(opts, migrations, log) : migratePostgres(opts, migrations, log));
   } catch (e) {
     if (e instanceof ArcadeError) throw e;
     const where = `${opts.provider} database ${redactUrl(opts.url)}`;

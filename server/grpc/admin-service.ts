@@ -30,7 +30,10 @@ export function adminService(ctx: ServerContext): AdminServiceServer {
         take: 1000,
       });
       return {
-        plugins: rows.map((p) => ({ plugin: { pluginId: p.pluginId, version: p.version, sha256: p.sha256, size: p.size }, publishedAtMs: p.publishedAt.getTime() })),
+        plugins: rows.map((p) => ({
+          plugin: { pluginId: p.pluginId, version: p.version, sha256: p.sha256, size: p.size },
+          publishedAtMs: p.publishedAt.getTime(),
+        })),
       };
     }),
 
@@ -49,7 +52,10 @@ export function adminService(ctx: ServerContext): AdminServiceServer {
   };
 }
 
-async function publish(ctx: ServerContext, call: ServerReadableStream<PublishPluginRequest, PublishPluginResponse>): Promise<PublishPluginResponse> {
+async function publish(
+  ctx: ServerContext,
+  call: ServerReadableStream<PublishPluginRequest, PublishPluginResponse>,
+): Promise<PublishPluginResponse> {
   checkAdmin(call.metadata, ctx.adminToken);
   const limits = { maxPluginBytes: ctx.config.maxPluginBytes, requireChecksum: ctx.config.requireChecksum };
   let header: PublishHeader | undefined;
@@ -72,7 +78,10 @@ async function publish(ctx: ServerContext, call: ServerReadableStream<PublishPlu
     await checkInnerManifest(header, writer);
     const { ref, created } = await recordVersion(ctx.db, header, writer, sha256);
     ctx.metrics.publishes.inc({ status: created ? "created" : "existing" });
-    ctx.log.info({ plugin_id: ref.pluginId, version: ref.version, sha256, size: ref.size, created, peer: peerOf(call) }, "plugin published");
+    ctx.log.info(
+      { plugin_id: ref.pluginId, version: ref.version, sha256, size: ref.size, created, peer: peerOf(call) },
+      "plugin published",
+    );
     return { plugin: ref, created };
   } finally {
     await writer.abort(); // no-op after commit; removes the temp file on every failure

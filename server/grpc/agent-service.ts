@@ -2,6 +2,7 @@
 import type { AgentServiceServer } from "../../proto/gen/arcade/v1/agent.js";
 import { stepStatusToDb } from "../../proto/stages.js";
 import { ArcadeError, ErrorCode, errorCodeOf } from "../../signing/errors.js";
+import { isSha256Hex } from "../../signing/digest.js";
 import { isValidPluginId, isValidVersion } from "../../signing/manifest.js";
 import { authenticateAgent, createAgentSession } from "../auth.js";
 import type { ServerContext } from "../context.js";
@@ -20,14 +21,19 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
     // token returned; every later call is identified by that token alone.
     register: unary(log, "Register", async (call) => {
       const r = call.request;
-      if (!AGENT_ID.test(r.agentId)) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "agent id must be 1-64 letters, digits, '.', '_' or '-'");
-      if (r.installed.length > MAX_INSTALLED) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `too many installed plugins reported (max ${MAX_INSTALLED})`);
-      const installed = r.installed.filter((p) => isValidPluginId(p.pluginId) && isValidVersion(p.version));
+      if (!AGENT_ID.test(r.agentId))
+        throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "agent id must be 1-64 letters, digits, '.', '_' or '-'");
+      if (r.installed.length > MAX_INSTALLED)
+        throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `too many installed plugins reported (max ${MAX_INSTALLED})`);
+      const valid = r.installed.filter((p) => isValidPluginId(p.pluginId) && isValidVersion(p.version) && isSha256Hex(p.sha256));
+      const installed = [...new Map(valid.map((p) => [`${p.pluginId}@${p.version}`, p])).values()];
       const meta = { hostname: r.hostname.slice(0, 255), agentVersion: r.agentVersion.slice(0, 64), lastSeenAt: new Date() };
       await db.agent.upsert({ where: { id: r.agentId }, create: { id: r.agentId, ...meta }, update: meta });
       await db.agentPlugin.deleteMany({ where: { agentId: r.agentId } });
       if (installed.length > 0) {
-        await db.agentPlugin.createMany({ data: installed.map((p) => ({ agentId: r.agentId, pluginId: p.pluginId, version: p.version, sha256: p.sha256 })) });
+        await db.agentPlugin.createMany({
+          data: installed.map((p) => ({ agentId: r.agentId, pluginId: p.pluginId, version: p.version, sha256: p.sha256 })),
+        });
       }
       const token = await createAgentSession(db, r.agentId, ctx.config.sessionTtlSeconds);
       log.info({ agent_id: r.agentId, installed: installed.length, peer: peerOf(call) }, "agent registered");
@@ -53,7 +59,8 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
       const started = process.hrtime.bigint();
       void (async () => {
         const agentId = await authenticateAgent(db, call.metadata);
-        if (!isValidPluginId(pluginId) || !isValidVersion(version)) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "invalid plugin id or version");
+        if (!isValidPluginId(pluginId) || !isValidVersion(version))
+          throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "invalid plugin id or version");
         const p = await findPublished(db, pluginId, version);
         await checkDownloadAllowed(ctx, agentId, pluginId, version);
         const sent = await streamBlob(call, ctx.store, p, offset, ctx.config.chunkSize);
@@ -64,9 +71,17 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
         call.end();
       })().catch((e: unknown) => {
         const code = errorCodeOf(e);
-        const status = code === ErrorCode.PERMISSION_DENIED || code === ErrorCode.UNAUTHENTICATED ? "denied" : code === ErrorCode.BLOB_CORRUPT ? "corrupt" : code === ErrorCode.PLUGIN_NOT_FOUND ? "not_found" : "failed";
+        const status =
+          code === ErrorCode.PERMISSION_DENIED || code === ErrorCode.UNAUTHENTICATED
+            ? "denied"
+            : code === ErrorCode.BLOB_CORRUPT
+              ? "corrupt"
+              : code === ErrorCode.PLUGIN_NOT_FOUND
+                ? "not_found"
+                : "failed";
         ctx.metrics.downloads.inc({ ...labels, status });
-        if (code === ErrorCode.BLOB_CORRUPT) log.error({ plugin_id: pluginId, version, code }, "stored blob is corrupt; refusing to serve it");
+        if (code === ErrorCode.BLOB_CORRUPT)
+          log.error({ plugin_id: pluginId, version, code }, "stored blob is corrupt; refusing to serve it");
         call.emit("error", publicError(e, log, "DownloadPlugin"));
       });
     },

@@ -67,10 +67,20 @@ describe("plugin cache", () => {
     await c.install(ref("mid"), staged(c, "mid"), MB);
     await new Promise((r) => setTimeout(r, 5));
     await c.install(ref("new"), staged(c, "new"), MB); // 4 MB > 3 MB: one must go
-    expect(c.list().map((e) => e.pluginId).sort()).toEqual(["t/builtin", "t/new", "t/old"]);
+    expect(
+      c
+        .list()
+        .map((e) => e.pluginId)
+        .sort(),
+    ).toEqual(["t/builtin", "t/new", "t/old"]);
     release();
     await c.install(ref("newer"), staged(c, "newer"), MB);
-    expect(c.list().map((e) => e.pluginId).sort()).toEqual(["t/builtin", "t/new", "t/newer"]);
+    expect(
+      c
+        .list()
+        .map((e) => e.pluginId)
+        .sort(),
+    ).toEqual(["t/builtin", "t/new", "t/newer"]);
     expect(fs.existsSync(path.join(c.root, "downloaded", "t", "old@1.0.0"))).toBe(false);
   });
 

@@ -10,7 +10,12 @@ const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
 describe("job commands", () => {
   it("runs in order in the workspace and stops at the first failure", async () => {
     const dir = cwd();
-    const r = await runCommands(["echo one > f", "cat f", "exit 4", "echo never"], { cwd: dir, env, deadline: Date.now() + 10_000, maxOutputBytes: 4096 });
+    const r = await runCommands(["echo one > f", "cat f", "exit 4", "echo never"], {
+      cwd: dir,
+      env,
+      deadline: Date.now() + 10_000,
+      maxOutputBytes: 4096,
+    });
     expect(r.exitCode).toBe(4);
     expect(r.error?.code).toBe("COMMAND_FAILED");
     expect(r.output).toContain("one");
@@ -27,7 +32,12 @@ describe("job commands", () => {
   it("kills the whole process group at the deadline", async () => {
     const dir = cwd();
     const started = Date.now();
-    const r = await runCommands(["sleep 30 & echo $! > bg.pid; sleep 30"], { cwd: dir, env, deadline: Date.now() + 500, maxOutputBytes: 4096 });
+    const r = await runCommands(["sleep 30 & echo $! > bg.pid; sleep 30"], {
+      cwd: dir,
+      env,
+      deadline: Date.now() + 500,
+      maxOutputBytes: 4096,
+    });
     expect(r.error?.code).toBe("JOB_TIMEOUT");
     expect(Date.now() - started).toBeLessThan(5000);
     const bg = Number(fs.readFileSync(path.join(dir, "bg.pid"), "utf8"));

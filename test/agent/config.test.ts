@@ -13,15 +13,26 @@ function write(body: string): string {
 
 describe("agent config", () => {
   it("reads the seed's keys with units converted", () => {
-    const f = write(`id: build-7\nserver: 127.0.0.1:50051\nplugins:\n  directory: cache\n  download_timeout: 30\n  cache_size: 10\n  builtin: [notify/slack@1.2.0]\n`);
+    const f = write(
+      `id: build-7\nserver: 127.0.0.1:50051\nplugins:\n  directory: cache\n  download_timeout: 30\n  cache_size: 10\n  builtin: [notify/slack@1.2.0]\n`,
+    );
     const c = loadAgentConfig(f, {});
-    expect(c).toMatchObject({ id: "build-7", server: "127.0.0.1:50051", downloadTimeoutMs: 30_000, cacheSizeBytes: 10 * 1024 * 1024, builtin: ["notify/slack@1.2.0"] });
+    expect(c).toMatchObject({
+      id: "build-7",
+      server: "127.0.0.1:50051",
+      downloadTimeoutMs: 30_000,
+      cacheSizeBytes: 10 * 1024 * 1024,
+      builtin: ["notify/slack@1.2.0"],
+    });
     expect(c.pluginsDir).toBe(path.join(path.dirname(f), "cache"));
   });
 
   it("takes ARCADE_AGENT_* overrides, validated like the file", () => {
     const f = write(`id: a\nserver: 127.0.0.1:1\n`);
-    expect(loadAgentConfig(f, { ARCADE_AGENT_PLUGINS_CACHE_SIZE: "5", ARCADE_AGENT_ID: "b" })).toMatchObject({ id: "b", cacheSizeBytes: 5 * 1024 * 1024 });
+    expect(loadAgentConfig(f, { ARCADE_AGENT_PLUGINS_CACHE_SIZE: "5", ARCADE_AGENT_ID: "b" })).toMatchObject({
+      id: "b",
+      cacheSizeBytes: 5 * 1024 * 1024,
+    });
     expect(() => loadAgentConfig(f, { ARCADE_AGENT_PLUGINS_CACHE_SIZE: "lots" })).toThrow(/plugins\.cache_size/);
   });
 
@@ -36,6 +47,8 @@ describe("agent config", () => {
     [`id: a\nserver: 127.0.0.1:1\nplugins:\n  max_parallel_downloads: 0\n`, "plugins.max_parallel_downloads"],
     [`- a\n- b\n`, "mapping"],
   ])("names the offending key: %s", (yaml, key) => {
-    expect(() => loadAgentConfig(write(yaml), {})).toThrow(expect.objectContaining({ code: "CONFIG_INVALID", message: expect.stringContaining(key) }));
+    expect(() => loadAgentConfig(write(yaml), {})).toThrow(
+      expect.objectContaining({ code: "CONFIG_INVALID", message: expect.stringContaining(key) }),
+    );
   });
 });

@@ -23,8 +23,23 @@ const ref = () => ({ pluginId: plugin.id, version: plugin.version, sha256: plugi
 /** Registers as a fresh agent and claims a job using the plugin, so the server lets it download. */
 async function claimAs(agentId: string): Promise<string> {
   const { client, md } = server.admin;
-  await call(client.submitJob, client, { commands: ["true"], plugins: [{ pluginId: plugin.id, version: plugin.version, stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: "{}" }], agentId, timeoutSeconds: 60 }, md);
-  const { sessionToken } = await call(agentClient.register, agentClient, { agentId, hostname: "test", agentVersion: "test", installed: [] }, new Metadata());
+  await call(
+    client.submitJob,
+    client,
+    {
+      commands: ["true"],
+      plugins: [{ pluginId: plugin.id, version: plugin.version, stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: "{}" }],
+      agentId,
+      timeoutSeconds: 60,
+    },
+    md,
+  );
+  const { sessionToken } = await call(
+    agentClient.register,
+    agentClient,
+    { agentId, hostname: "test", agentVersion: "test", installed: [] },
+    new Metadata(),
+  );
   const { job } = await call(agentClient.fetchJob, agentClient, {}, bearer(sessionToken));
   expect(job).toBeDefined();
   return sessionToken;
@@ -42,7 +57,15 @@ beforeAll(async () => {
   server = await startTestServer();
   agentClient = new AgentServiceClient(server.grpc, credentials.createInsecure(), CLIENT_OPTIONS);
   const random = (await import("node:crypto")).randomBytes(3 * 1024 * 1024);
-  plugin = await pack(writePlugin({ id: "test/dl", version: "2.0.0", stages: ["before"], source: "export const before = async () => 1;\n", files: { "payload.bin": random } }));
+  plugin = await pack(
+    writePlugin({
+      id: "test/dl",
+      version: "2.0.0",
+      stages: ["before"],
+      source: "export const before = async () => 1;\n",
+      files: { "payload.bin": random },
+    }),
+  );
   await server.publish(plugin.file);
 });
 afterAll(async () => {
@@ -60,7 +83,7 @@ describe("downloader", () => {
     const again = await d.ensure(ref());
     expect(again.cached).toBe(true);
     expect((await served()) - before).toBe(1);
-    expect((await metrics.registry.getSingleMetricAsString("plugin_cache_hit_total"))).toContain('plugin_id="test/dl"} 1');
+    expect(await metrics.registry.getSingleMetricAsString("plugin_cache_hit_total")).toContain('plugin_id="test/dl"} 1');
   });
 
   it("resumes after the bytes a cut transfer left in temp/", async () => {
@@ -93,7 +116,12 @@ describe("downloader", () => {
   });
 
   it("is refused a plugin no job assigned to it uses", async () => {
-    const { sessionToken } = await call(agentClient.register, agentClient, { agentId: "dl-nojob", hostname: "t", agentVersion: "t", installed: [] }, new Metadata());
+    const { sessionToken } = await call(
+      agentClient.register,
+      agentClient,
+      { agentId: "dl-nojob", hostname: "t", agentVersion: "t", installed: [] },
+      new Metadata(),
+    );
     const { d } = await downloader(sessionToken);
     await expect(d.ensure(ref())).rejects.toMatchObject({ code: "PERMISSION_DENIED" });
     expect(await server.metricValue("plugin_download_total", { plugin_id: plugin.id, status: "denied" })).toBeGreaterThanOrEqual(1);

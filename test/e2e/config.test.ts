@@ -62,7 +62,11 @@ describe("agent config", () => {
 
   it("refuses a listed built-in plugin that is not there", async () => {
     const dir = tempDir();
-    const r = await startWith("agent", "agent.yaml", `id: a1\nserver: 127.0.0.1:1\nplugins:\n  directory: ${dir}\n  builtin: ["notify/slack@1.0.0"]\nmetrics_listen: ""\n`);
+    const r = await startWith(
+      "agent",
+      "agent.yaml",
+      `id: a1\nserver: 127.0.0.1:1\nplugins:\n  directory: ${dir}\n  builtin: ["notify/slack@1.0.0"]\nmetrics_listen: ""\n`,
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("notify/slack@1.0.0");
   });

@@ -100,11 +100,19 @@ describe("five-step flow", () => {
   });
 
   it("a failing before plugin skips the commands and fails the job with the plugin's error", async () => {
-    const dir = writePlugin({ id: "test/fails-before", version: "1.0.0", stages: ["before"], source: "export async function before() { throw new Error('precondition not met'); }\n" });
+    const dir = writePlugin({
+      id: "test/fails-before",
+      version: "1.0.0",
+      stages: ["before"],
+      source: "export async function before() { throw new Error('precondition not met'); }\n",
+    });
     const p = await pack(dir);
     await server.publish(p.file);
     published["fails-before"] = p;
-    const job = await runJob(["echo should-not-run"], [step("fails-before", Stage.STAGE_BEFORE), step("report-workspace", Stage.STAGE_AFTER)]);
+    const job = await runJob(
+      ["echo should-not-run"],
+      [step("fails-before", Stage.STAGE_BEFORE), step("report-workspace", Stage.STAGE_AFTER)],
+    );
     expect(job.status).toBe("failed");
     expect(job.errorCode).toBe("PLUGIN_FAILED");
     expect(job.output).not.toContain("should-not-run");
@@ -131,7 +139,8 @@ describe("five-step flow", () => {
       id: "test/big",
       version: "1.0.0",
       stages: ["before"],
-      source: "import { statSync } from 'node:fs';\nexport async function before(ctx) { return { size: statSync(new URL('./blob.bin', import.meta.url)).size }; }\n",
+      source:
+        "import { statSync } from 'node:fs';\nexport async function before(ctx) { return { size: statSync(new URL('./blob.bin', import.meta.url)).size }; }\n",
       files: { "blob.bin": big },
     });
     const p = await pack(dir);
@@ -146,10 +155,38 @@ describe("five-step flow", () => {
     expect(await server.metricValue("plugin_download_bytes_total", { plugin_id: "test/big" })).toBe(p.size);
   });
 
+  it("reports the plugins it already has when it registers again after a restart", async () => {
+    await agent.proc.stop();
+    agent = await startTestAgent(server, agent.id, "", agent.dir);
+    const line = await agent.proc.waitFor((l) => l.step === "register");
+    expect(line.installed).toBeGreaterThanOrEqual(4);
+    const { db, close } = await openDatabase(server.databaseUrl, { log: () => {} });
+    try {
+      const rows = await db.agentPlugin.findMany({ where: { agentId: agent.id } });
+      const have = Object.fromEntries(rows.map((r) => [`${r.pluginId}@${r.version}`, r.sha256]));
+      for (const p of Object.values(published)) expect(have[`${p.id}@${p.version}`]).toBe(p.sha256);
+    } finally {
+      await close();
+    }
+    // and the restarted agent still serves jobs from its cache
+    const job = await runJob([], [step("report-workspace", Stage.STAGE_AFTER)]);
+    expect(job.status).toBe("succeeded");
+  });
+
   it("refuses a job naming an unpublished plugin at submit time", async () => {
     const { client, md } = server.admin;
     await expect(
-      call(client.submitJob, client, { commands: ["true"], plugins: [{ pluginId: "nope/missing", version: "1.0.0", stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: "{}" }], agentId: "", timeoutSeconds: 0 }, md),
+      call(
+        client.submitJob,
+        client,
+        {
+          commands: ["true"],
+          plugins: [{ pluginId: "nope/missing", version: "1.0.0", stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: "{}" }],
+          agentId: "",
+          timeoutSeconds: 0,
+        },
+        md,
+      ),
     ).rejects.toMatchObject({ code: "PLUGIN_NOT_FOUND" });
   });
 });

@@ -17,7 +17,12 @@ beforeAll(async () => {
 });
 
 /** Publishes raw bytes with a hand-made header, to try what the CLI would never send. */
-function rawPublish(client: AdminServiceClient, md: Metadata, header: { pluginId: string; version: string; sha256: string; size: number }, body: Buffer): Promise<PublishPluginResponse> {
+function rawPublish(
+  client: AdminServiceClient,
+  md: Metadata,
+  header: { pluginId: string; version: string; sha256: string; size: number },
+  body: Buffer,
+): Promise<PublishPluginResponse> {
   return new Promise((resolve, reject) => {
     const c = client.publishPlugin(md, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
     c.write({ payload: { $case: "header", value: header } });
@@ -32,8 +37,12 @@ function blobPath(sha256: string): string {
 
 describe("publish", () => {
   it("stores a version once and refuses the same id@version with other bytes", async () => {
-    const a = await pack(writePlugin({ id: "test/immutable", version: "1.0.0", stages: ["before"], source: "export const before = async () => 'a';\n" }));
-    const b = await pack(writePlugin({ id: "test/immutable", version: "1.0.0", stages: ["before"], source: "export const before = async () => 'b';\n" }));
+    const a = await pack(
+      writePlugin({ id: "test/immutable", version: "1.0.0", stages: ["before"], source: "export const before = async () => 'a';\n" }),
+    );
+    const b = await pack(
+      writePlugin({ id: "test/immutable", version: "1.0.0", stages: ["before"], source: "export const before = async () => 'b';\n" }),
+    );
     expect((await server.publish(a.file)).created).toBe(true);
     expect((await server.publish(a.file)).created).toBe(false); // same bytes again: harmless
     await expect(server.publish(b.file)).rejects.toMatchObject({ code: "VERSION_IMMUTABLE" });
@@ -45,8 +54,12 @@ describe("publish", () => {
     const p = await pack(path.join(EXAMPLES, "notify-console"));
     const body = fs.readFileSync(p.file);
     const wrong = "0".repeat(64);
-    await expect(rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: wrong, size: body.length }, body)).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
-    await expect(rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: "", size: body.length }, body)).rejects.toMatchObject({ code: "CHECKSUM_MISSING" });
+    await expect(
+      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: wrong, size: body.length }, body),
+    ).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
+    await expect(
+      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: "", size: body.length }, body),
+    ).rejects.toMatchObject({ code: "CHECKSUM_MISSING" });
     expect(fs.existsSync(blobPath(p.sha256))).toBe(false);
     expect(fs.readdirSync(path.join(server.dir, "data", "plugins", "tmp"))).toEqual([]);
   });
@@ -54,21 +67,47 @@ describe("publish", () => {
   it("refuses a tarball whose manifest names another plugin (mix-and-match)", async () => {
     const p = await pack(path.join(EXAMPLES, "notify-console"));
     const body = fs.readFileSync(p.file);
-    await expect(rawPublish(server.admin.client, server.admin.md, { pluginId: "notify/other", version: p.version, sha256: p.sha256, size: body.length }, body)).rejects.toMatchObject({ code: "MANIFEST_MISMATCH" });
+    await expect(
+      rawPublish(
+        server.admin.client,
+        server.admin.md,
+        { pluginId: "notify/other", version: p.version, sha256: p.sha256, size: body.length },
+        body,
+      ),
+    ).rejects.toMatchObject({ code: "MANIFEST_MISMATCH" });
   });
 
   it("enforces max_plugin_size, declared or not", async () => {
-    const p = await pack(writePlugin({ id: "test/huge", version: "1.0.0", stages: ["before"], source: "export const before = async () => 1;\n", files: { "x.bin": (await import("node:crypto")).randomBytes(1_200_000) } }));
+    const p = await pack(
+      writePlugin({
+        id: "test/huge",
+        version: "1.0.0",
+        stages: ["before"],
+        source: "export const before = async () => 1;\n",
+        files: { "x.bin": (await import("node:crypto")).randomBytes(1_200_000) },
+      }),
+    );
     await expect(server.publish(p.file)).rejects.toMatchObject({ code: "SIZE_LIMIT" });
     const body = fs.readFileSync(p.file);
-    await expect(rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: p.sha256, size: 10 }, body)).rejects.toMatchObject({ code: "SIZE_LIMIT" });
+    await expect(
+      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: p.sha256, size: 10 }, body),
+    ).rejects.toMatchObject({ code: "SIZE_LIMIT" });
     expect(fs.readdirSync(path.join(server.dir, "data", "plugins", "tmp"))).toEqual([]);
   });
 
   it("refuses callers without the admin token", async () => {
     const p = await pack(path.join(EXAMPLES, "notify-console"));
-    await expect(rawPublish(server.admin.client, bearer("wrong-token-wrong-token"), { pluginId: p.id, version: p.version, sha256: p.sha256, size: p.size }, fs.readFileSync(p.file))).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
-    await expect(call(server.admin.client.listPlugins, server.admin.client, { pluginId: "" }, new Metadata())).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(
+      rawPublish(
+        server.admin.client,
+        bearer("wrong-token-wrong-token"),
+        { pluginId: p.id, version: p.version, sha256: p.sha256, size: p.size },
+        fs.readFileSync(p.file),
+      ),
+    ).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
+    await expect(call(server.admin.client.listPlugins, server.admin.client, { pluginId: "" }, new Metadata())).rejects.toMatchObject({
+      code: "UNAUTHENTICATED",
+    });
   });
 });
 
@@ -76,7 +115,15 @@ describe("a stored blob that no longer matches its checksum", () => {
   for (const damage of ["flipped byte", "truncated"] as const) {
     it(`is refused (${damage}) and the agent installs nothing`, async () => {
       const id = damage === "truncated" ? "test/truncated" : "test/flipped";
-      const p = await pack(writePlugin({ id, version: "1.0.0", stages: ["before"], source: "export const before = async () => 'ran';\n", files: { "data.txt": (await import("node:crypto")).randomBytes(50_000).toString("hex") } }));
+      const p = await pack(
+        writePlugin({
+          id,
+          version: "1.0.0",
+          stages: ["before"],
+          source: "export const before = async () => 'ran';\n",
+          files: { "data.txt": (await import("node:crypto")).randomBytes(50_000).toString("hex") },
+        }),
+      );
       await server.publish(p.file);
       const blob = blobPath(p.sha256);
       const bytes = fs.readFileSync(blob);
@@ -87,7 +134,17 @@ describe("a stored blob that no longer matches its checksum", () => {
       }
       const agent = await startTestAgent(server);
       const { client, md } = server.admin;
-      const { jobId } = await call(client.submitJob, client, { commands: ["echo should-not-run"], plugins: [{ pluginId: id, version: "1.0.0", stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: "{}" }], agentId: agent.id, timeoutSeconds: 60 }, md);
+      const { jobId } = await call(
+        client.submitJob,
+        client,
+        {
+          commands: ["echo should-not-run"],
+          plugins: [{ pluginId: id, version: "1.0.0", stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: "{}" }],
+          agentId: agent.id,
+          timeoutSeconds: 60,
+        },
+        md,
+      );
       const job = await waitForJob(client, md, jobId, 60_000);
       expect(job.status).toBe("failed");
       expect(job.errorCode).toBe("BLOB_CORRUPT");

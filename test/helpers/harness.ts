@@ -81,12 +81,25 @@ export async function startTestServer(extraToml = ""): Promise<TestServer> {
   };
 }
 
-export type TestAgent = { dir: string; pluginsDir: string; proc: ArcadeProcess; metrics: string; metricValue(name: string, labels: Record<string, string>): Promise<number> };
+export type TestAgent = {
+  dir: string;
+  pluginsDir: string;
+  proc: ArcadeProcess;
+  metrics: string;
+  metricValue(name: string, labels: Record<string, string>): Promise<number>;
+};
 
-export async function startTestAgent(server: { grpc: string }, id = `agent-${randomBytes(3).toString("hex")}`, extraYaml = ""): Promise<TestAgent & { id: string }> {
-  const dir = tempDir("arcade-agent-");
+export async function startTestAgent(
+  server: { grpc: string },
+  id = `agent-${randomBytes(3).toString("hex")}`,
+  extraYaml = "",
+  dir = tempDir("arcade-agent-"),
+): Promise<TestAgent & { id: string }> {
   const file = path.join(dir, "agent.yaml");
-  fs.writeFileSync(file, `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${extraYaml}`);
+  fs.writeFileSync(
+    file,
+    `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${extraYaml}`,
+  );
   const { proc, metrics } = await startAgentProcess(file);
   cleanups.push(() => proc.stop().then(() => undefined));
   await proc.waitFor((l) => l.step === "register");
@@ -101,11 +114,26 @@ export async function pack(dir: string): Promise<{ file: string; id: string; ver
 }
 
 /** Writes a plugin directory with the given stage handlers (ESM source) and extra files. */
-export function writePlugin(o: { id: string; version: string; stages: string[]; source: string; files?: Record<string, Buffer | string> }): string {
+export function writePlugin(o: {
+  id: string;
+  version: string;
+  stages: string[];
+  source: string;
+  files?: Record<string, Buffer | string>;
+}): string {
   const dir = tempDir("arcade-plugin-");
   fs.writeFileSync(
     path.join(dir, "manifest.json"),
-    JSON.stringify({ schemaVersion: 1, id: o.id, version: o.version, entry: "index.mjs", runtime: "node", stages: o.stages, permissions: {}, description: "test plugin" }),
+    JSON.stringify({
+      schemaVersion: 1,
+      id: o.id,
+      version: o.version,
+      entry: "index.mjs",
+      runtime: "node",
+      stages: o.stages,
+      permissions: {},
+      description: "test plugin",
+    }),
   );
   fs.writeFileSync(path.join(dir, "index.mjs"), o.source);
   for (const [name, body] of Object.entries(o.files ?? {})) fs.writeFileSync(path.join(dir, name), body);

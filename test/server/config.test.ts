@@ -24,7 +24,9 @@ describe("server config", () => {
   });
 
   it("reads the seed's [plugin] keys and resolves paths relative to the file", () => {
-    const f = write(`[plugin]\nstorage_path = "blobs"\nmax_plugin_size = 100\nrequire_checksum = true\n[database]\nurl = "postgresql://u@127.0.0.1/db"\n`);
+    const f = write(
+      `[plugin]\nstorage_path = "blobs"\nmax_plugin_size = 100\nrequire_checksum = true\n[database]\nurl = "postgresql://u@127.0.0.1/db"\n`,
+    );
     const c = loadServerConfig(f, {});
     expect(c.storagePath).toBe(path.join(path.dirname(f), "blobs"));
     expect(c.maxPluginBytes).toBe(100 * 1024 * 1024);
@@ -52,6 +54,8 @@ describe("server config", () => {
     [`[metrics]\nlisten = 9464\n`, "metrics.listen"],
     [`extra = 1\n`, "extra"],
   ])("names the offending key: %s", (toml, key) => {
-    expect(() => loadServerConfig(write(toml), {})).toThrow(expect.objectContaining({ code: "CONFIG_INVALID", message: expect.stringContaining(key) }));
+    expect(() => loadServerConfig(write(toml), {})).toThrow(
+      expect.objectContaining({ code: "CONFIG_INVALID", message: expect.stringContaining(key) }),
+    );
   });
 });

@@ -26,6 +26,7 @@ describe("digest", () => {
 
   it("isSha256Hex accepts only 64 lowercase hex characters", () => {
     expect(isSha256Hex("a".repeat(64))).toBe(true);
-    for (const bad of ["A".repeat(64), "a".repeat(63), "a".repeat(65), `${"a".repeat(63)}g`, 42, undefined]) expect(isSha256Hex(bad)).toBe(false);
+    for (const bad of ["A".repeat(64), "a".repeat(63), "a".repeat(65), `${"a".repeat(63)}g`, 42, undefined])
+      expect(isSha256Hex(bad)).toBe(false);
   });
 });

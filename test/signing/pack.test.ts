@@ -26,7 +26,7 @@ async function makePlugin(dir: string): Promise<void> {
 function entryNames(tgzBytes: Buffer): string[] {
   const tar = gunzipSync(tgzBytes);
   const names: string[] = [];
-  for (let off = 0; off + 512 <= tar.length; ) {
+  for (let off = 0; off + 512 <= tar.length;) {
     const h = new Header(tar, off);
     if (h.nullBlock) break;
     names.push(`${h.path}:${(h.mode ?? 0).toString(8)}:${h.uid}:${h.mtime?.toISOString()}`);
@@ -128,8 +128,20 @@ describe("readManifestFromTarball", () => {
     ["MANIFEST_INVALID", [{ path: "manifest.json", body: "{not json" }]],
     ["MANIFEST_INVALID", [{ path: "manifest.json", body: JSON.stringify(validManifest({ extra: true })) }]],
     ["MANIFEST_INVALID", [{ path: "manifest.json", body: " ".repeat(65 * 1024) }]],
-    ["ARCHIVE_UNSAFE", [{ path: "manifest.json", body: JSON.stringify(validManifest()) }, { path: "./manifest.json", body: "{}" }]],
-    ["ARCHIVE_UNSAFE", [{ path: "manifest.json", body: JSON.stringify(validManifest()) }, { path: "x", type: "SymbolicLink" as const, linkpath: "/" }]],
+    [
+      "ARCHIVE_UNSAFE",
+      [
+        { path: "manifest.json", body: JSON.stringify(validManifest()) },
+        { path: "./manifest.json", body: "{}" },
+      ],
+    ],
+    [
+      "ARCHIVE_UNSAFE",
+      [
+        { path: "manifest.json", body: JSON.stringify(validManifest()) },
+        { path: "x", type: "SymbolicLink" as const, linkpath: "/" },
+      ],
+    ],
   ])("reports %s", async (code, entries) => {
     await withTmp(async (tmp) => {
       await writeFile(join(tmp, "p.tgz"), tgz(entries));

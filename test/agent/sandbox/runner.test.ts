@@ -9,7 +9,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
 import { LineDecoder, LineTooLongError, truncateUtf8 } from "../../../agent/sandbox/protocol.js";
 import { TailBuffer } from "../../../agent/sandbox/output.js";
-import { DEFAULT_SANDBOX_LIMITS, disableInspectorActivation, PluginProcess, type PluginProcessOptions } from "../../../agent/sandbox/runner.js";
+import {
+  DEFAULT_SANDBOX_LIMITS,
+  disableInspectorActivation,
+  PluginProcess,
+  type PluginProcessOptions,
+} from "../../../agent/sandbox/runner.js";
 import { sandboxEnv } from "../../../agent/sandbox/spawn-plan.js";
 import { ArcadeError, ErrorCode } from "../../../signing/errors.js";
 import type { PluginManifest, StageName } from "../../../signing/manifest.js";
@@ -192,7 +197,9 @@ describe("PluginProcess", () => {
   });
 
   it("kills a plugin that writes a non-JSON line on the protocol fd", async () => {
-    const proc = await start({ code: `import fs from "node:fs"; export async function before() { fs.writeSync(3, "hello agent\\n"); ${hang}; }` });
+    const proc = await start({
+      code: `import fs from "node:fs"; export async function before() { fs.writeSync(3, "hello agent\\n"); ${hang}; }`,
+    });
     const outcome = await proc.runStage("before", {}, job);
     expect(outcome.error?.code).toBe(ErrorCode.PLUGIN_PROTOCOL);
     expect(outcome.error?.message).toMatch(/non-JSON/);
@@ -232,7 +239,9 @@ describe("PluginProcess", () => {
 
   it("caps captured stdout, keeping the tail", async () => {
     const proc = await start(
-      { code: `export async function before() { process.stdout.write("x".repeat(1024 * 1024)); process.stdout.write("END"); return "ok"; }` },
+      {
+        code: `export async function before() { process.stdout.write("x".repeat(1024 * 1024)); process.stdout.write("END"); return "ok"; }`,
+      },
       { limits: { maxOutputBytes: 4096 } },
     );
     expect(await proc.runStage("before", {}, job)).toMatchObject({ ok: true, result: "ok" });
@@ -257,10 +266,7 @@ describe("PluginProcess", () => {
   it("gives the plugin only the allowlisted environment", async () => {
     process.env.ARCADE_TEST_SECRET = "s3cret-token";
     try {
-      const proc = await start(
-        { code: `export async function before() { return process.env; }` },
-        { env: { SLACK_CHANNEL: "#builds" } },
-      );
+      const proc = await start({ code: `export async function before() { return process.env; }` }, { env: { SLACK_CHANNEL: "#builds" } });
       const result = (await proc.runStage("before", {}, job)).result!;
       expect(result).not.toContain("s3cret-token");
       const env = JSON.parse(result) as Record<string, string>;
@@ -326,8 +332,18 @@ describe("PluginProcess handshake", () => {
   });
 
   it("refuses a hello that does not echo the nonce", async () => {
-    const forged = JSON.stringify({ type: "hello", protocol: 1, nonce: "guess", id: "test/plugin", version: "1.0.0", stages: ["before"], selfTest: false });
-    const err = await startError({ code: `import fs from "node:fs"; fs.writeSync(3, ${JSON.stringify(forged + "\n")}); export const before = () => 1;` });
+    const forged = JSON.stringify({
+      type: "hello",
+      protocol: 1,
+      nonce: "guess",
+      id: "test/plugin",
+      version: "1.0.0",
+      stages: ["before"],
+      selfTest: false,
+    });
+    const err = await startError({
+      code: `import fs from "node:fs"; fs.writeSync(3, ${JSON.stringify(forged + "\n")}); export const before = () => 1;`,
+    });
     expect(err.code).toBe(ErrorCode.PLUGIN_PROTOCOL);
     expect(err.message).toMatch(/nonce/);
   });

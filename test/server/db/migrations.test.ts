@@ -29,9 +29,7 @@ type EngineTools = {
     url: string;
   }): Promise<{ exitCode: number; stdout: string | null }>;
 };
-const tools = (await import(
-  /* @vite-ignore */ pathToFileURL(path.join(ROOT, "scripts/schema-engine-wasm.mjs")).href
-)) as EngineTools;
+const tools = (await import(/* @vite-ignore */ pathToFileURL(path.join(ROOT, "scripts/schema-engine-wasm.mjs")).href)) as EngineTools;
 
 let tmp: string;
 beforeAll(() => void (tmp = fs.mkdtempSync(path.join(os.tmpdir(), "arcade-migrations-"))));
@@ -73,9 +71,7 @@ async function prismaAgrees(schemaPath: string, url: string) {
       filters: tools.noFilter,
     });
     expect([diag.history, diag.failedMigrationNames, diag.editedMigrationNames]).toEqual([null, [], []]);
-    expect((await engine.applyMigrations({ migrationsList, filters: tools.noFilter })).appliedMigrationNames).toEqual(
-      [],
-    );
+    expect((await engine.applyMigrations({ migrationsList, filters: tools.noFilter })).appliedMigrationNames).toEqual([]);
   } finally {
     engine.free();
   }
@@ -99,10 +95,7 @@ describe("sqlite", () => {
 
   it("is in sync with schema.prisma (Prisma diff against a shadow database in memory)", async () => {
     const r = await tools.diffMigrationsToSchema({ schemaPath: SQLITE_SCHEMA, migrationsDir, url: ":memory:" });
-    expect(
-      r.exitCode,
-      `schema.prisma changed without a migration; run npm run db:migration -- <name>\n${r.stdout}`,
-    ).toBe(0);
+    expect(r.exitCode, `schema.prisma changed without a migration; run npm run db:migration -- <name>\n${r.stdout}`).toBe(0);
   });
 
   it("detects drift when the schema gains a column without a migration", async () => {
@@ -128,10 +121,7 @@ describe("sqlite", () => {
     const dir = path.join(tmp, "broken-migrations");
     fs.cpSync(migrationsDir, dir, { recursive: true });
     fs.mkdirSync(path.join(dir, "29990101000000_broken"));
-    fs.writeFileSync(
-      path.join(dir, "29990101000000_broken", "migration.sql"),
-      'ALTER TABLE "no_such_table" ADD COLUMN "x" INTEGER;\n',
-    );
+    fs.writeFileSync(path.join(dir, "29990101000000_broken", "migration.sql"), 'ALTER TABLE "no_such_table" ADD COLUMN "x" INTEGER;\n');
     const url = `file:${path.join(tmp, "broken.db")}`;
     await expect(migrate({ provider: "sqlite", url, migrationsDir: dir, log: quiet })).rejects.toMatchObject({
       code: ErrorCode.INTERNAL,
@@ -151,17 +141,13 @@ describe("sqlite", () => {
       try {
         expect(opened.provider).toBe("sqlite");
         expect(await opened.db.$queryRawUnsafe("PRAGMA journal_mode")).toEqual([{ journal_mode: "wal" }]);
-        expect(await opened.db.$queryRawUnsafe("PRAGMA busy_timeout")).toEqual([
-          { timeout: BigInt(SQLITE_BUSY_TIMEOUT_MS) },
-        ]);
+        expect(await opened.db.$queryRawUnsafe("PRAGMA busy_timeout")).toEqual([{ timeout: BigInt(SQLITE_BUSY_TIMEOUT_MS) }]);
         expect(await opened.db.plugin.count()).toBe(0);
       } finally {
         await opened.close();
       }
     }
-    expect(logs.filter((m) => m.startsWith("applied"))).toHaveLength(
-      fs.readdirSync(migrationsDirFor("sqlite")).length - 1,
-    ); // minus the lock file
+    expect(logs.filter((m) => m.startsWith("applied"))).toHaveLength(fs.readdirSync(migrationsDirFor("sqlite")).length - 1); // minus the lock file
   });
 });
 
@@ -209,10 +195,7 @@ describe("postgresql", () => {
       }
       await prismaAgrees(PG_SCHEMA, url);
       const r = await tools.diffMigrationsToSchema({ schemaPath: PG_SCHEMA, migrationsDir, url: PG! });
-      expect(
-        r.exitCode,
-        `postgres/schema.prisma changed without a migration; run npm run db:migration:pg -- <name>\n${r.stdout}`,
-      ).toBe(0);
+      expect(r.exitCode, `postgres/schema.prisma changed without a migration; run npm run db:migration:pg -- <name>\n${r.stdout}`).toBe(0);
 
       // A second, mixed-case schema in the same database: tables land there, and both Prisma and raw SQL find them.
       const scoped = await openDatabase(`${url}?schema=Arcade_Alt`, { log: quiet });
@@ -224,9 +207,7 @@ describe("postgresql", () => {
       }
       const check = new pg.Client({ connectionString: url });
       await check.connect();
-      const { rows } = await check
-        .query(`SELECT count(*)::int AS n FROM "Arcade_Alt"."t_plugin"`)
-        .finally(() => check.end());
+      const { rows } = await check.query(`SELECT count(*)::int AS n FROM "Arcade_Alt"."t_plugin"`).finally(() => check.end());
       expect(rows).toEqual([{ n: 1 }]);
     } finally {
       await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);

@@ -1,0 +1,89 @@
+// The `arcade` command as a user runs it: pack, publish, job submit --wait, job status,
+// and errors printed as "error CODE: message" with a non-zero exit.
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cliPath } from "../../cli/processes.js";
+import { EXAMPLES, cleanup, startTestAgent, startTestServer, tempDir, type TestServer } from "../helpers/harness.js";
+
+const run = promisify(execFile);
+let server: TestServer;
+let agentId: string;
+
+async function arcade(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = { ...process.env, ARCADE_SERVER: server.grpc, ARCADE_DATA_DIR: path.join(server.dir, "data") };
+  try {
+    const r = await run(process.execPath, [cliPath(), ...args], { env });
+    return { code: 0, ...r };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+beforeAll(async () => {
+  server = await startTestServer();
+  agentId = (await startTestAgent(server)).id;
+});
+afterAll(cleanup);
+
+describe("arcade CLI", () => {
+  it("packs and publishes a plugin, then says so again without re-storing it", async () => {
+    const out = path.join(tempDir(), "n.tgz");
+    const packed = await arcade("plugin", "pack", path.join(EXAMPLES, "notify-console"), "-o", out);
+    expect(packed.code).toBe(0);
+    expect(packed.stdout).toMatch(/notify\/console@1\.2\.0 {2}sha256 [0-9a-f]{64}/);
+    expect((await arcade("plugin", "publish", out)).stdout).toContain("published notify/console@1.2.0");
+    expect((await arcade("plugin", "publish", out)).stdout).toContain("already published notify/console@1.2.0");
+    expect((await arcade("plugin", "list")).stdout).toContain("notify/console@1.2.0");
+  });
+
+  it("submits a job, waits for it and prints the steps; exit 1 when the job fails", async () => {
+    const ok = await arcade(
+      "job",
+      "submit",
+      "--run",
+      "echo cli-says-hi",
+      "--plugin",
+      "notify/console@1.2.0:on_success:1",
+      "--config",
+      'notify/console={"channel":"#cli"}',
+      "--agent",
+      agentId,
+      "--wait",
+    );
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/job [0-9a-f-]{36}: succeeded on /);
+    expect(ok.stdout).toContain("cli-says-hi");
+    expect(ok.stdout).toMatch(/on_success +notify\/console@1\.2\.0 +succeeded .*\[#cli\]/);
+
+    const bad = await arcade("job", "submit", "--run", "false", "--agent", agentId, "--wait", "--json");
+    expect(bad.code).toBe(1);
+    const j = JSON.parse(bad.stdout) as { jobId: string; status: string; errorCode: string };
+    expect([j.status, j.errorCode]).toEqual(["failed", "COMMAND_FAILED"]);
+    const status = await arcade("job", "status", j.jobId);
+    expect(status.stdout).toContain(`job ${j.jobId}: failed`);
+  });
+
+  it("prints stable error codes and exits non-zero", async () => {
+    const missing = await arcade("job", "submit", "--run", "true", "--plugin", "nope/nothing@1.0.0:before");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^error PLUGIN_NOT_FOUND: nope\/nothing@1\.0\.0 is not published/);
+    const badStage = await arcade("job", "submit", "--plugin", "notify/console@1.2.0:during");
+    expect(badStage.stderr).toMatch(/^error INVALID_ARGUMENT: .*stage must be/);
+    const noJob = await arcade("job", "status", "00000000-0000-0000-0000-000000000000");
+    expect(noJob.stderr).toMatch(/^error JOB_NOT_FOUND/);
+    const env = { ...process.env, ARCADE_SERVER: server.grpc, ARCADE_ADMIN_TOKEN: "not-the-token-at-all" };
+    const denied = await run(process.execPath, [cliPath(), "plugin", "list"], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect(denied.stderr).toMatch(/^error UNAUTHENTICATED/);
+  });
+
+  it("serves /healthz and /metrics on the server and the agent", async () => {
+    const h = await fetch(`http://${server.metrics}/healthz`);
+    expect([h.status, await h.text()]).toEqual([200, "ok\n"]);
+    const m = await (await fetch(`http://${server.metrics}/metrics`)).text();
+    expect(m).toContain("plugin_download_total");
+    expect(m).toContain("plugin_publish_total");
+  });
+});
