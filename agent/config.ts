@@ -2,12 +2,11 @@
 // download_timeout, cache_size, builtin) plus a few limits, overridable by ARCADE_AGENT_<KEY>
 // variables (e.g. ARCADE_AGENT_PLUGINS_CACHE_SIZE). Unknown keys and bad values are refused
 // with the name of the key.
-import fs from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
-import { applyEnvOverrides, hostPort, isLoopback, leafKeys, parseWith, splitHostPort } from "../signing/validation.js";
+import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import { applyEnvOverrides, hostPort, isLoopback, leafKeys, parseWith, readConfigDocument, splitHostPort } from "../signing/validation.js";
 
 const MIB = 1024 * 1024;
 const pluginRef = z
@@ -64,27 +63,8 @@ export type AgentConfig = {
 const ENV_KEYS = leafKeys(Schema.shape);
 
 export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  let doc: Record<string, unknown> = {};
   const source = file ? path.basename(file) : "agent config";
-  if (file) {
-    let text: string;
-    try {
-      text = fs.readFileSync(file, "utf8");
-    } catch (e) {
-      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `cannot read ${file}: ${errorMessageOf(e)}`);
-    }
-    let parsed: unknown;
-    try {
-      parsed = parseYaml(text, { uniqueKeys: true });
-    } catch (e) {
-      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: not valid YAML: ${errorMessageOf(e)}`);
-    }
-    if (parsed !== null && parsed !== undefined) {
-      if (typeof parsed !== "object" || Array.isArray(parsed))
-        throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: expected a mapping of settings`);
-      doc = parsed as Record<string, unknown>;
-    }
-  }
+  const doc = file ? readConfigDocument(file, "YAML", (t) => parseYaml(t, { uniqueKeys: true })) : {};
   const { applied } = applyEnvOverrides(doc, "ARCADE_AGENT", ENV_KEYS, env);
   const c = parseWith(Schema, doc, source, ErrorCode.CONFIG_INVALID);
   if (!isLoopback(splitHostPort(c.server).host) && !c.insecure) {

@@ -1,12 +1,11 @@
 // Server configuration: config.toml (the seed's [plugin] keys plus listen, database and
 // metrics settings), overridable by ARCADE_<SECTION>_<KEY> variables. Unknown keys and bad
 // values are refused with the name of the key; every limit has a safe default.
-import fs from "node:fs";
 import path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
-import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
-import { applyEnvOverrides, hostPort, leafKeys, parseWith } from "../signing/validation.js";
+import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import { applyEnvOverrides, hostPort, leafKeys, parseWith, readConfigDocument } from "../signing/validation.js";
 
 const MIB = 1024 * 1024;
 
@@ -96,21 +95,8 @@ export type ServerConfig = {
 const ENV_KEYS = leafKeys(Schema.shape);
 
 export function loadServerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ServerConfig {
-  let doc: Record<string, unknown> = {};
   const source = file ?? "server config";
-  if (file) {
-    let text: string;
-    try {
-      text = fs.readFileSync(file, "utf8");
-    } catch (e) {
-      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `cannot read ${file}: ${errorMessageOf(e)}`);
-    }
-    try {
-      doc = parseToml(text) as Record<string, unknown>;
-    } catch (e) {
-      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: not valid TOML: ${errorMessageOf(e)}`);
-    }
-  }
+  const doc = file ? readConfigDocument(file, "TOML", parseToml) : {};
   const { applied } = applyEnvOverrides(doc, "ARCADE", ENV_KEYS, env);
   const c = parseWith(Schema, doc, path.basename(source), ErrorCode.CONFIG_INVALID);
 

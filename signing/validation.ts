@@ -2,7 +2,8 @@
 // zod issues turned into one message that names each offending field, and environment
 // overrides applied to a parsed config document before it is validated.
 import { z } from "zod";
-import { ArcadeError, type ErrorCode } from "./errors.js";
+import fs from "node:fs";
+import { ArcadeError, ErrorCode, errorMessageOf } from "./errors.js";
 
 export function issuePath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), "");
@@ -17,6 +18,29 @@ export function formatIssues(source: string, error: z.ZodError): string {
       return `${source}: ${where || "(root)"}: ${i.message}${extra}`;
     })
     .join("; ");
+}
+
+/**
+ * Reads a config document (TOML, YAML, ...) as a plain mapping; a missing file, a syntax error
+ * or a non-mapping top level is CONFIG_INVALID naming the file. An empty document is {}.
+ */
+export function readConfigDocument(file: string, format: string, parse: (text: string) => unknown): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ArcadeError(ErrorCode.CONFIG_INVALID, `cannot read ${file}: ${errorMessageOf(e)}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parse(text);
+  } catch (e) {
+    throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: not valid ${format}: ${errorMessageOf(e)}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== "object" || Array.isArray(parsed))
+    throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${file}: expected a mapping of settings`);
+  return parsed as Record<string, unknown>;
 }
 
 export function parseWith<T extends z.ZodType>(schema: T, input: unknown, source: string, code: ErrorCode): z.output<T> {
