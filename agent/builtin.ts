@@ -1,6 +1,8 @@
-// Built-in plugins (the seed's mixed mode): builtin/<id>@<version>.tgz shipped with the agent.
-// They are hashed and extracted through the same safe path as downloads and indexed as
-// built-in, so a job naming the same id@version and sha256 is a cache hit, and eviction skips them.
+// Built-in plugins (the seed's mixed mode): builtin/<id>@<version>.tgz shipped with the agent,
+// each with its signed statement beside it (<id>@<version>.tgz.statement.json + .asc/.sig or
+// .sigstore.json). Shipped with the agent is not the same as trusted: they go through the same
+// signature, digest and extraction checks as a download, and are indexed as built-in, so a job
+// naming the same id@version and sha256 is a cache hit and eviction skips them.
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
@@ -8,9 +10,11 @@ import { sha256File } from "../signing/digest.js";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { safeExtract } from "../signing/extract.js";
 import { parsePluginRef, pluginKey } from "../signing/manifest.js";
+import { readReleaseFiles, verifyRelease, type TrustStore } from "../signing/release.js";
+import { checkManifestMatchesStatement, checkStatementMatches } from "../signing/statement.js";
 import type { PluginCache } from "./cache.js";
 
-export async function installBuiltins(cache: PluginCache, refs: string[], log: Logger): Promise<void> {
+export async function installBuiltins(cache: PluginCache, refs: string[], trust: TrustStore, log: Logger): Promise<void> {
   for (const s of refs) {
     const { id, version } = parsePluginRef(s);
     const file = path.join(cache.root, "builtin", `${pluginKey(id, version)}.tgz`);
@@ -22,15 +26,16 @@ export async function installBuiltins(cache: PluginCache, refs: string[], log: L
     }
     const ref = { pluginId: id, version, ...digest };
     if (cache.lookup(ref)?.builtin) continue;
+    const { statement } = await verifyRelease(await readReleaseFiles(file), trust);
+    checkStatementMatches(statement, { id, version, sha256: digest.sha256, size: digest.size }, `built-in ${file}`);
     const { dir, bytes, manifest } = await safeExtract(file, cache.tempDir);
-    if (!manifest || manifest.id !== id || manifest.version !== version) {
+    try {
+      checkManifestMatchesStatement(manifest, statement);
+    } catch (e) {
       await fsp.rm(dir, { recursive: true, force: true });
-      throw new ArcadeError(
-        ErrorCode.MANIFEST_MISMATCH,
-        `built-in ${file}: its manifest says ${manifest ? pluginKey(manifest.id, manifest.version) : "nothing"}, expected ${s}`,
-      );
+      throw e;
     }
     await cache.install(ref, dir, bytes, true);
-    log.info({ plugin_id: id, version, sha256: digest.sha256 }, "built-in plugin installed");
+    log.info({ plugin_id: id, version, sha256: digest.sha256 }, "built-in plugin verified and installed");
   }
 }

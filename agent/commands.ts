@@ -33,7 +33,14 @@ export class CappedBuffer {
 
 export async function runCommands(
   commands: string[],
-  o: { cwd: string; env: Record<string, string>; deadline: number; maxOutputBytes: number; onStart?: (cmd: string) => void },
+  o: {
+    cwd: string;
+    env: Record<string, string>;
+    deadline: number;
+    maxOutputBytes: number;
+    onStart?: (cmd: string) => void;
+    signal?: AbortSignal;
+  },
 ): Promise<CommandsOutcome> {
   const out = new CappedBuffer(o.maxOutputBytes);
   for (const cmd of commands) {
@@ -41,8 +48,10 @@ export async function runCommands(
     out.push(`$ ${cmd}\n`);
     const remaining = o.deadline - Date.now();
     if (remaining <= 0) return { exitCode: -1, output: out.toString(), error: timeout() };
-    const code = await runOne(cmd, o.cwd, o.env, remaining, out);
+    if (o.signal?.aborted) return { exitCode: -1, output: out.toString(), error: cancelled() };
+    const code = await runOne(cmd, o.cwd, o.env, remaining, out, o.signal);
     if (code === "timeout") return { exitCode: -1, output: out.toString(), error: timeout() };
+    if (code === "cancelled") return { exitCode: -1, output: out.toString(), error: cancelled() };
     if (code !== 0) {
       return {
         exitCode: code,
@@ -54,24 +63,39 @@ export async function runCommands(
   return { exitCode: 0, output: out.toString() };
 }
 
-function runOne(cmd: string, cwd: string, env: Record<string, string>, timeoutMs: number, out: CappedBuffer): Promise<number | "timeout"> {
+function runOne(
+  cmd: string,
+  cwd: string,
+  env: Record<string, string>,
+  timeoutMs: number,
+  out: CappedBuffer,
+  signal?: AbortSignal,
+): Promise<number | "timeout" | "cancelled"> {
   return new Promise((resolve) => {
     const child = spawn("/bin/sh", ["-c", cmd], { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => out.push(b));
     let timedOut = false;
+    let aborted = false;
     const timer = setTimeout(() => {
       timedOut = true;
       killGroup(child.pid);
     }, timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      killGroup(child.pid);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     child.on("error", (e) => {
       out.push(`${e.message}\n`);
     });
-    child.on("close", (code, signal) => {
+    child.on("close", (code, killedBy) => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
       killGroup(child.pid); // anything the command left running in the background goes too
-      if (timedOut) resolve("timeout");
-      else resolve(code ?? (signal ? 128 : 1));
+      if (aborted) resolve("cancelled");
+      else if (timedOut) resolve("timeout");
+      else resolve(code ?? (killedBy ? 128 : 1));
     });
   });
 }
@@ -83,6 +107,10 @@ function killGroup(pid: number | undefined): void {
   } catch {
     // already gone
   }
+}
+
+function cancelled(): ArcadeError {
+  return new ArcadeError(ErrorCode.JOB_CANCELLED, "the agent was stopped while the job ran; its processes were killed");
 }
 
 function timeout(): ArcadeError {

@@ -28,6 +28,15 @@ const Schema = z.strictObject({
       // Pre-installed plugins: builtin/<id>@<version>.tgz, verified and cached at start.
       builtin: z.array(pluginRef).default([]),
       max_parallel_downloads: z.number().int().min(1).max(32).default(4),
+      // MB; the agent's own cap on one plugin, whatever a server announces
+      max_plugin_size: z.number().int().min(1).max(2047).default(1024),
+    })
+    .prefault({}),
+  // The agent's own trust root: a plugin is installed only if one of these keys signed its release.
+  trust: z
+    .strictObject({
+      keyring: z.string().min(1).optional(),
+      sigstore_keys: z.array(z.strictObject({ hint: z.string().min(1).max(256), key: z.string().min(1) })).default([]),
     })
     .prefault({}),
   work_dir: z.string().min(1).default("./arcade-agent/work"),
@@ -53,6 +62,8 @@ export type AgentConfig = {
   cacheSizeBytes: number;
   builtin: string[];
   maxParallelDownloads: number;
+  maxPluginBytes: number;
+  trust: { keyring?: string; sigstoreKeys: { hint: string; key: string }[] };
   workDir: string;
   pollIntervalMs: number;
   metricsListen: string;
@@ -73,6 +84,12 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
       `${source}: server: refusing plaintext gRPC to ${c.server}; use a loopback address or set insecure: true if the network is protected otherwise`,
     );
   }
+  if (!c.trust.keyring && c.trust.sigstore_keys.length === 0) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `${source}: trust.keyring: required: the agent installs only plugins signed by keys it trusts (or configure trust.sigstore_keys)`,
+    );
+  }
   const base = file ? path.dirname(path.resolve(file)) : process.cwd();
   return {
     id: c.id,
@@ -83,6 +100,11 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
     cacheSizeBytes: c.plugins.cache_size * MIB,
     builtin: c.plugins.builtin,
     maxParallelDownloads: c.plugins.max_parallel_downloads,
+    maxPluginBytes: c.plugins.max_plugin_size * MIB,
+    trust: {
+      keyring: c.trust.keyring ? path.resolve(base, c.trust.keyring) : undefined,
+      sigstoreKeys: c.trust.sigstore_keys.map((k) => ({ hint: k.hint, key: path.resolve(base, k.key) })),
+    },
     workDir: path.resolve(base, c.work_dir),
     pollIntervalMs: c.poll_interval * 1000,
     metricsListen: c.metrics_listen,

@@ -7,21 +7,28 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import type { Logger } from "pino";
 import type { AgentServiceClient, DownloadPluginResponse } from "../proto/gen/arcade/v1/agent.js";
+import type { Release as WireRelease } from "../proto/gen/arcade/v1/plugin.js";
 import { bearer, fromServiceError, isTransient } from "../proto/rpc.js";
 import { HashCounter } from "../signing/digest.js";
 import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { safeExtract } from "../signing/extract.js";
-import { pluginKey, type PluginManifest } from "../signing/manifest.js";
+import { pluginKey } from "../signing/manifest.js";
+import { describeSigner, verifyRelease, type ReleaseSigner, type TrustStore, type VerifiedRelease } from "../signing/release.js";
+import { checkManifestMatchesStatement, checkStatementMatches, type ReleaseStatement } from "../signing/statement.js";
 import type { CacheEntry, PluginCache, PluginIdentity } from "./cache.js";
 import type { AgentMetrics } from "./metrics.js";
 
 export type DownloaderOptions = {
   client: AgentServiceClient;
+  /** The agent's own keys: a release is installed only if one of them signed it. */
+  trust: TrustStore;
   token: () => string;
   cache: PluginCache;
   metrics: AgentMetrics;
   log: Logger;
   timeoutMs: number;
+  /** The agent's own cap on one plugin's size. */
+  maxPluginBytes?: number;
   attempts?: number;
 };
 
@@ -56,10 +63,11 @@ export class Downloader {
     const started = process.hrtime.bigint();
     const log = this.o.log.child({ plugin_id: ref.pluginId, version: ref.version });
     try {
-      const part = await this.fetchWithRetries(ref, log);
+      checkSizeLimit(ref, this.o.maxPluginBytes);
+      const { part, statement, signers } = await this.fetchWithRetries(ref, log);
       const { dir, bytes, manifest } = await safeExtract(part, this.o.cache.tempDir);
       try {
-        checkManifestMatches(manifest, ref);
+        checkManifestMatchesStatement(manifest, statement);
         const entry = await this.o.cache.install(ref, dir, bytes);
         await fsp.rm(part, { force: true });
         const secs = Number(process.hrtime.bigint() - started) / 1e9;
@@ -67,22 +75,28 @@ export class Downloader {
         this.o.metrics.downloadDuration.observe({ plugin_id: ref.pluginId }, secs);
         this.o.metrics.downloadSize.observe({ plugin_id: ref.pluginId }, ref.size);
         log.info(
-          { step: "download", bytes: ref.size, seconds: Number(secs.toFixed(3)), sha256: ref.sha256 },
+          {
+            step: "download",
+            bytes: ref.size,
+            seconds: Number(secs.toFixed(3)),
+            sha256: ref.sha256,
+            signed_by: signers.map(describeSigner),
+          },
           "plugin downloaded, verified and installed",
         );
         return entry;
       } catch (e) {
         await fsp.rm(dir, { recursive: true, force: true });
-        throw e;
+        throw diskError(e, this.o.cache.root) ?? e;
       }
     } catch (e) {
       this.o.metrics.downloads.inc({ plugin_id: ref.pluginId, version: ref.version, status: errorCodeOf(e) });
-      log.error({ step: "download", code: errorCodeOf(e), msg: errorMessageOf(e) }, "plugin download refused");
+      log.error({ step: "download", code: errorCodeOf(e), reason: errorMessageOf(e) }, "plugin download refused");
       throw e;
     }
   }
 
-  private async fetchWithRetries(ref: PluginIdentity, log: Logger): Promise<string> {
+  private async fetchWithRetries(ref: PluginIdentity, log: Logger): Promise<Fetched> {
     const attempts = this.o.attempts ?? 3;
     for (let i = 1; ; i++) {
       try {
@@ -97,39 +111,43 @@ export class Downloader {
     }
   }
 
-  /** Streams the blob into temp/downloads/<key>.part, resuming after any bytes already there. */
-  private async fetch(ref: PluginIdentity): Promise<string> {
+  /**
+   * Streams the blob into temp/downloads/<key>.part, resuming after any bytes already there.
+   * The header comes first: its release is verified against the agent's own keyring and must
+   * describe the plugin the job named before a single byte is written.
+   */
+  private async fetch(ref: PluginIdentity): Promise<Fetched> {
     const part = this.o.cache.partialPath(ref);
     const hash = new HashCounter();
     const offset = await rehashPartial(part, ref, hash);
-    if (offset === ref.size && hash.digest() === ref.sha256) return part;
-
     const call = this.o.client.downloadPlugin({ pluginId: ref.pluginId, version: ref.version, offset }, bearer(this.o.token()), {
       deadline: new Date(Date.now() + this.o.timeoutMs),
     });
     const out = fs.createWriteStream(part, { flags: "a", mode: 0o600 });
     const closed = once(out, "close");
-    let headerSeen = false;
+    let statement: ReleaseStatement | undefined;
+    let signers: ReleaseSigner[] = [];
     try {
       for await (const msg of call as AsyncIterable<DownloadPluginResponse>) {
         const p = msg.payload;
         if (p?.$case === "header") {
           checkHeader(p.value.plugin, p.value.offset, ref, offset);
-          headerSeen = true;
+          ({ statement, signers } = await verifySignedRelease(p.value.release, this.o.trust, ref));
         } else if (p?.$case === "chunk") {
-          if (!headerSeen) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, "server sent data before the header");
+          if (!statement) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, "server sent data before the header");
           checkSizeBound(hash.size + p.value.length, ref);
           hash.update(p.value);
           if (!out.write(p.value)) await once(out, "drain");
         }
       }
+      if (!statement) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, "server ended the download without a header");
       out.end();
       await closed;
     } catch (e) {
       call.cancel();
       out.destroy();
       await closed.catch(() => {});
-      const err = e instanceof ArcadeError ? e : fromServiceError(e);
+      const err = e instanceof ArcadeError ? e : (diskError(e, this.o.cache.root) ?? fromServiceError(e));
       // Keep the bytes only when the next attempt may resume after them.
       if (!isTransient(err)) await fsp.rm(part, { force: true });
       throw err;
@@ -140,8 +158,22 @@ export class Downloader {
       await fsp.rm(part, { force: true });
       throw e;
     }
-    return part;
+    return { part, statement, signers };
   }
+}
+
+type Fetched = { part: string; statement: ReleaseStatement; signers: ReleaseSigner[] };
+
+/** Signature first, against the agent's keyring; then the statement must name the job's plugin and bytes. */
+async function verifySignedRelease(release: WireRelease | undefined, trust: TrustStore, ref: PluginIdentity): Promise<VerifiedRelease> {
+  const r = release ?? { statement: Buffer.alloc(0), openpgpSignatures: [], sigstoreBundles: [] };
+  const verified = await verifyRelease({ statement: r.statement, openpgp: r.openpgpSignatures, sigstore: r.sigstoreBundles }, trust);
+  checkStatementMatches(
+    verified.statement,
+    { id: ref.pluginId, version: ref.version, sha256: ref.sha256, size: ref.size },
+    `the job's ${pluginKey(ref.pluginId, ref.version)}`,
+  );
+  return verified;
 }
 
 /** Re-hashes a partial file from an earlier attempt; returns the offset to resume from. */
@@ -181,6 +213,25 @@ function checkHeader(got: PluginIdentity | undefined, gotOffset: number, want: P
   if (gotOffset !== offset) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, `server resumed at ${gotOffset}, asked for ${offset}`);
 }
 
+function checkSizeLimit(ref: PluginIdentity, max: number | undefined): void {
+  if (max !== undefined && ref.size > max) {
+    throw new ArcadeError(
+      ErrorCode.SIZE_LIMIT,
+      `${pluginKey(ref.pluginId, ref.version)} is ${ref.size} bytes; this agent's plugins.max_plugin_size is ${max} bytes`,
+    );
+  }
+}
+
+/** A full disk is the operator's to fix, not a transient network error: say so plainly. */
+function diskError(e: unknown, where: string): ArcadeError | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== "ENOSPC" && code !== "EDQUOT") return undefined;
+  return new ArcadeError(
+    ErrorCode.DISK_FULL,
+    `no space left for the plugin cache in ${where}: free space or lower plugins.cache_size; nothing was installed`,
+  );
+}
+
 /** Never write more than the announced size (a hostile server could fill the disk). */
 function checkSizeBound(received: number, ref: PluginIdentity): void {
   if (received > ref.size)
@@ -203,20 +254,4 @@ function checkComplete(hash: HashCounter, ref: PluginIdentity): void {
       `${pluginKey(ref.pluginId, ref.version)}: downloaded bytes hash to ${got}, expected ${ref.sha256}; nothing was installed`,
     );
   }
-}
-
-/** The package must name itself as the plugin the job asked for (no mix-and-match). */
-function checkManifestMatches(m: PluginManifest | undefined, ref: PluginIdentity): PluginManifest {
-  if (!m)
-    throw new ArcadeError(
-      ErrorCode.MANIFEST_MISSING,
-      `${pluginKey(ref.pluginId, ref.version)}: the package has no manifest.json at its root`,
-    );
-  if (m.id !== ref.pluginId || m.version !== ref.version) {
-    throw new ArcadeError(
-      ErrorCode.MANIFEST_MISMATCH,
-      `package manifest says ${pluginKey(m.id, m.version)} but was served as ${pluginKey(ref.pluginId, ref.version)}`,
-    );
-  }
-  return m;
 }

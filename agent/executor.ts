@@ -24,6 +24,8 @@ export type ExecutorDeps = {
   workDir: string;
   maxParallelDownloads: number;
   maxOutputBytes: number;
+  /** Aborted when the agent stops: commands are killed and remaining plugin steps skipped. */
+  signal?: AbortSignal;
 };
 
 const ORDER: StageName[] = ["before", "on_success", "on_failure", "after"];
@@ -62,6 +64,10 @@ export async function executeJob(job: Job, d: ExecutorDeps): Promise<boolean> {
       // Step 5.
       const steps = sortSteps(job.plugins);
       const runStep = async (s: JobPlugin, status?: "succeeded" | "failed") => {
+        if (d.signal?.aborted) {
+          failure ??= cancelled();
+          return d.reporter.skip(job.jobId, s.stepId);
+        }
         const r = await runPluginStep(job, s, entries, procs, { workspace, jobDir, status }, d, log);
         if (!r.ok && !failure) failure = r.error;
       };
@@ -77,6 +83,7 @@ export async function executeJob(job: Job, d: ExecutorDeps): Promise<boolean> {
           deadline,
           maxOutputBytes: d.maxOutputBytes,
           onStart: (cmd) => log.info({ step: "execute", command: cmd }, "command"),
+          signal: d.signal,
         });
         exitCode = r.exitCode;
         output = r.output;
@@ -210,6 +217,10 @@ function sortSteps(plugins: JobPlugin[]): Record<StageName, JobPlugin[]> {
   }
   for (const s of ORDER) by[s].sort((a, b) => a.executionOrder - b.executionOrder);
   return by;
+}
+
+function cancelled(): ArcadeError {
+  return new ArcadeError(ErrorCode.JOB_CANCELLED, "the agent was stopped while the job ran; its processes were killed");
 }
 
 function asArcade(e: unknown): ArcadeError {

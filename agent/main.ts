@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import { AgentServiceClient, type Job } from "../proto/gen/arcade/v1/agent.js";
 import { CLIENT_OPTIONS, bearer, call } from "../proto/rpc.js";
 import { ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { loadTrustStore } from "../keys/truststore.js";
 import { installBuiltins } from "./builtin.js";
 import { PluginCache } from "./cache.js";
 import type { AgentConfig } from "./config.js";
@@ -17,6 +18,7 @@ import { Reporter } from "./reporter.js";
 import { disableInspectorActivation } from "./sandbox/runner.js";
 
 export const AGENT_VERSION = "0.1.0";
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export type RunningAgent = { metrics: AgentMetrics; cache: PluginCache; stop(): Promise<void> };
 
@@ -24,13 +26,26 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   // A plugin must not be able to open our inspector with SIGUSR1 (see the isolation note).
   disableInspectorActivation();
   const metrics = new AgentMetrics();
+  const trust = await loadTrustStore(config.trust);
+  log.info({ openpgp_keys: trust.openpgp.length, sigstore_keys: trust.sigstore.map((k) => k.hint) }, "trust store loaded");
   const cache = await PluginCache.open(config.pluginsDir, config.cacheSizeBytes, log);
-  await installBuiltins(cache, config.builtin, log);
+  await installBuiltins(cache, config.builtin, trust, log);
 
   const client = new AgentServiceClient(config.server, credentials.createInsecure(), CLIENT_OPTIONS);
   let token = "";
   const tokenOf = () => token;
-  const downloader = new Downloader({ client, token: tokenOf, cache, metrics, log, timeoutMs: config.downloadTimeoutMs });
+  const downloader = new Downloader({
+    client,
+    trust,
+    token: tokenOf,
+    cache,
+    metrics,
+    log,
+    timeoutMs: config.downloadTimeoutMs,
+    maxPluginBytes: config.maxPluginBytes,
+  });
+  // Stopping the agent cancels the running job: its commands and plugins are killed, not orphaned.
+  const abort = new AbortController();
   const reporter = new Reporter(client, tokenOf, log);
   let pollMs = config.pollIntervalMs;
 
@@ -66,7 +81,10 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         const res = await call(client.fetchJob, client, {}, bearer(token));
         failures = 0;
         const job: Job | undefined = res.job;
-        if (job) {
+        if (job && !JOB_ID.test(job.jobId)) {
+          // The id names a directory on this host: never take it on trust.
+          log.error({ job_id: JSON.stringify(job.jobId).slice(0, 80) }, "refusing a job whose id is not a UUID");
+        } else if (job) {
           log.info(
             {
               step: "fetch",
@@ -84,6 +102,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             workDir: config.workDir,
             maxParallelDownloads: config.maxParallelDownloads,
             maxOutputBytes: config.maxOutputBytes,
+            signal: abort.signal,
           });
           metrics.jobs.inc({ status: ok ? "succeeded" : "failed" });
           continue; // there may be more work queued: ask again at once
@@ -92,7 +111,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         if (errorCodeOf(e) === ErrorCode.UNAUTHENTICATED) token = ""; // session expired or server reset: register again
         failures++;
         const level = failures === 1 || failures % 30 === 0 ? "warn" : "debug";
-        log[level]({ code: errorCodeOf(e), msg: errorMessageOf(e), failures }, "cannot reach the server; will retry");
+        log[level]({ code: errorCodeOf(e), reason: errorMessageOf(e), failures }, "cannot reach the server; will retry");
         await sleep(Math.min(30_000, pollMs * 2 ** Math.min(failures, 4)) * (0.75 + Math.random() / 2));
         continue;
       }
@@ -105,6 +124,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     cache,
     stop: async () => {
       stopping = true;
+      abort.abort();
       wake?.();
       await loop;
       client.close();

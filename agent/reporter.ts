@@ -35,7 +35,7 @@ export class Reporter {
       } catch (e) {
         const transient = e instanceof ArcadeError && isTransient(e);
         if (!transient || i >= this.attempts) {
-          this.log.error({ rpc: what, msg: errorMessageOf(e) }, "could not report to the server");
+          this.log.error({ rpc: what, reason: errorMessageOf(e) }, "could not report to the server");
           return;
         }
         await new Promise((r) => setTimeout(r, 500 * 2 ** i));

@@ -5,10 +5,12 @@ import { credentials, type Metadata } from "@grpc/grpc-js";
 import { AdminServiceClient, type PublishPluginResponse } from "../proto/gen/arcade/v1/admin.js";
 import { CLIENT_OPTIONS, bearer, fromServiceError } from "../proto/rpc.js";
 import { sha256File } from "../signing/digest.js";
-import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import { ArcadeError, ErrorCode, isArcadeError } from "../signing/errors.js";
+import { readReleaseFiles } from "../signing/release.js";
+import { isLoopback, splitHostPort } from "../signing/validation.js";
 import { readManifestFromTarball } from "../signing/pack.js";
 
-export type ConnectOptions = { server?: string; token?: string; dataDir?: string };
+export type ConnectOptions = { server?: string; token?: string; dataDir?: string; insecure?: boolean };
 
 export function resolveToken(o: ConnectOptions): string {
   const direct = o.token ?? process.env.ARCADE_ADMIN_TOKEN;
@@ -26,6 +28,13 @@ export function resolveToken(o: ConnectOptions): string {
 
 export function connectAdmin(o: ConnectOptions): { client: AdminServiceClient; md: Metadata } {
   const server = o.server ?? process.env.ARCADE_SERVER ?? "127.0.0.1:50051";
+  // The admin token travels in every call: never in plaintext off this host unless told to.
+  if (!isLoopback(splitHostPort(server).host) && !o.insecure) {
+    throw new ArcadeError(
+      ErrorCode.INVALID_ARGUMENT,
+      `refusing to send the admin token in plaintext to ${server}: use a loopback address, or pass --insecure if the network is protected otherwise`,
+    );
+  }
   return { client: new AdminServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS), md: bearer(resolveToken(o)) };
 }
 
@@ -35,12 +44,23 @@ const CHUNK = 256 * 1024;
 export async function publishFile(client: AdminServiceClient, md: Metadata, file: string): Promise<PublishPluginResponse> {
   const manifest = await readManifestFromTarball(file);
   const { sha256, size } = await sha256File(file);
+  // The signed statement and signatures beside the tarball; without them the server decides
+  // (it refuses unless it runs in development mode with unsigned plugins allowed).
+  const r = await readReleaseFiles(file).catch((e: unknown) => {
+    if (isArcadeError(e, ErrorCode.SIGNATURE_MISSING)) return undefined;
+    throw e;
+  });
+  const release = r && {
+    statement: Buffer.from(r.statement),
+    openpgpSignatures: r.openpgp.map((b) => Buffer.from(b)),
+    sigstoreBundles: r.sigstore,
+  };
   return new Promise((resolve, reject) => {
     const call = client.publishPlugin(md, { deadline: new Date(Date.now() + 30 * 60_000) }, (err, res) =>
       err ? reject(fromServiceError(err)) : resolve(res),
     );
     void (async () => {
-      call.write({ payload: { $case: "header", value: { pluginId: manifest.id, version: manifest.version, sha256, size } } });
+      call.write({ payload: { $case: "header", value: { pluginId: manifest.id, version: manifest.version, sha256, size, release } } });
       for await (const buf of fs.createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>) {
         if (!call.write({ payload: { $case: "chunk", value: buf } })) await new Promise((r) => call.once("drain", r));
       }

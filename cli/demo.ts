@@ -8,7 +8,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { call } from "../proto/rpc.js";
 import { Stage } from "../proto/gen/arcade/v1/plugin.js";
-import { errorMessageOf } from "../signing/errors.js";
+import { errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { generateSigningKey, readSecretKey } from "../signing/openpgp.js";
+import { signRelease } from "../signing/release.js";
 import { packPlugin } from "../signing/pack.js";
 import { connectAdmin, publishFile } from "./admin-client.js";
 import { formatJob, waitForJob } from "./jobs.js";
@@ -18,7 +20,7 @@ const STEP_NO: Record<string, string> = {
   register: "1 register",
   fetch: "2 fetch job",
   cache: "3 cache",
-  download: "4 download",
+  download: "4 download + verify",
   execute: "5 execute",
 };
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -33,7 +35,7 @@ function examplesDir(): string {
 }
 
 function describe(l: LogLine): string {
-  const fields = ["plugin_id", "version", "job_id", "bytes", "seconds", "command", "stage", "code", "installed"]
+  const fields = ["plugin_id", "version", "job_id", "bytes", "seconds", "signed_by", "command", "stage", "code", "installed"]
     .filter((k) => l[k] !== undefined)
     .map((k) => `${k}=${typeof l[k] === "string" ? l[k] : JSON.stringify(l[k])}`);
   return `${l.msg ?? ""}${fields.length ? `  (${fields.join(" ")})` : ""}`;
@@ -44,9 +46,15 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
   const started: ArcadeProcess[] = [];
   try {
     console.log(bold(`Arcade demo in ${tmp}`));
+    // The publisher's key: its secret half signs releases; servers and agents trust its public half.
+    const key = await generateSigningKey({ name: "Arcade Demo Publisher", email: "demo-publisher@arcade.invalid" });
+    fs.mkdirSync(path.join(tmp, "keys"), { mode: 0o700 });
+    fs.writeFileSync(path.join(tmp, "keys", "publishers.asc"), key.publicKeyArmored);
+    const secretKey = await readSecretKey(key.privateKeyArmored);
+    console.log(`keys    publisher OpenPGP key ${key.fingerprint} (trusted by the server and the agent)`);
     fs.writeFileSync(
       path.join(tmp, "config.toml"),
-      `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "server"\n\n[plugin]\nmax_plugin_size = 64\nrequire_checksum = true\n\n[metrics]\nlisten = "127.0.0.1:0"\n`,
+      `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "server"\n\n[plugin]\nmax_plugin_size = 64\nrequire_checksum = true\n\n[trust]\nkeyring = "keys/publishers.asc"\n\n[metrics]\nlisten = "127.0.0.1:0"\n`,
     );
     const server = await startServerProcess(path.join(tmp, "config.toml"));
     started.push(server.proc);
@@ -60,16 +68,25 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
     for (const name of fs.readdirSync(examplesDir()).sort()) {
       const tgz = path.join(tmp, `${name}.tgz`);
       const packed = await packPlugin(path.join(examplesDir(), name), tgz);
+      if (name === "notify-console") {
+        // An unsigned release never gets in.
+        const refused = await publishFile(client, md, tgz).then(
+          () => "accepted (unexpected!)",
+          (e: unknown) => `refused: ${errorCodeOf(e)}`,
+        );
+        console.log(`publish ${packed.manifest.id}@${packed.manifest.version} unsigned → ${refused}`);
+      }
+      await signRelease(tgz, packed, { openpgpKey: secretKey });
       const res = await publishFile(client, md, tgz);
       refs[packed.manifest.id] = packed.manifest.version;
       console.log(
-        `publish ${res.plugin?.pluginId}@${res.plugin?.version}  sha256 ${res.plugin?.sha256.slice(0, 16)}…  ${res.plugin?.size} bytes`,
+        `publish ${res.plugin?.pluginId}@${res.plugin?.version} signed  sha256 ${res.plugin?.sha256.slice(0, 16)}…  ${res.plugin?.size} bytes`,
       );
     }
 
     fs.writeFileSync(
       path.join(tmp, "agent.yaml"),
-      `id: demo-agent\nserver: ${server.grpc}\nplugins:\n  directory: agent/plugins\n  download_timeout: 60\n  cache_size: 256\nwork_dir: agent/work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n`,
+      `id: demo-agent\nserver: ${server.grpc}\ntrust:\n  keyring: keys/publishers.asc\nplugins:\n  directory: agent/plugins\n  download_timeout: 60\n  cache_size: 256\nwork_dir: agent/work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n`,
     );
     const agent = await startAgentProcess(path.join(tmp, "agent.yaml"));
     started.push(agent.proc);

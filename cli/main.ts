@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `arcade`: one command for every role. Errors print as "error CODE: message" and exit 1
-// (2 for usage mistakes), so scripts can match on the code.
+// `arcade`: one command for every role. Errors print as "error CODE: message" and exit 1, so
+// scripts can match on the code; usage mistakes print commander's message and help hint.
 import fs from "node:fs";
 import { Command, Option } from "commander";
 import { startAgent } from "../agent/main.js";
@@ -12,6 +12,15 @@ import { ArcadeError, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { packPlugin } from "../signing/pack.js";
 import { connectAdmin, publishFile, type ConnectOptions } from "./admin-client.js";
 import { runDemo } from "./demo.js";
+import {
+  generateKeysCommand,
+  initCommand,
+  inspectCommand,
+  signCommand,
+  verifyCommand,
+  type SignFlags,
+  type TrustFlags,
+} from "./release-commands.js";
 import { buildJobRequest, formatJob, waitForJob, type SubmitFlags } from "./jobs.js";
 import { createLogger } from "./log.js";
 import { serveMetrics } from "./metrics-endpoint.js";
@@ -40,7 +49,8 @@ const withConnection = (c: Command) =>
     .addOption(new Option("--token <token>", "admin token").env("ARCADE_ADMIN_TOKEN"))
     .addOption(
       new Option("--data-dir <dir>", "read the admin token from <dir>/admin.token").env("ARCADE_DATA_DIR").default("./arcade-data"),
-    );
+    )
+    .addOption(new Option("--insecure", "allow plaintext to a non-loopback server (sends the admin token unencrypted)"));
 
 // --- server ---------------------------------------------------------------------------------
 const server = program.command("server").description("run the Arcade server");
@@ -81,7 +91,7 @@ agent
   });
 
 // --- plugin ---------------------------------------------------------------------------------
-const plugin = program.command("plugin").description("package and publish plugins");
+const plugin = program.command("plugin").description("create, package, sign, verify and publish plugins");
 plugin
   .command("pack <dir>")
   .description("build a reproducible <id>-<version>.tgz from a plugin directory with manifest.json")
@@ -92,6 +102,32 @@ plugin
     const r = await packPlugin(dir, out);
     console.log(`${out}\n  ${r.manifest.id}@${r.manifest.version}  sha256 ${r.sha256}  ${r.size} bytes`);
   });
+plugin
+  .command("init <dir>")
+  .description("scaffold a working plugin: manifest.json and an entry module with example stages")
+  .requiredOption("--id <namespace/name>", "plugin id, e.g. notify/slack")
+  .option("--version <semver>", "first version", "0.1.0")
+  .action(async (dir: string, o: { id: string; version: string }) => initCommand(dir, o));
+plugin
+  .command("sign <tarball>")
+  .description("write <tarball>.statement.json and sign it: .asc (OpenPGP) and/or .sigstore.json (keyed Sigstore)")
+  .option("-k, --key <file>", "armored OpenPGP secret key")
+  .option("--passphrase-file <file>", "passphrase of the secret key")
+  .option("--sigstore-key <file>", "PEM ECDSA P-256 private key for a keyed Sigstore bundle")
+  .option("--sigstore-hint <hint>", "the name verifiers know the Sigstore key by")
+  .action(async (tgz: string, o: SignFlags) => signCommand(tgz, o));
+plugin
+  .command("verify <tarball>")
+  .description("check a tarball and its release files as an agent would: signature, statement, digest, manifest")
+  .option("--keyring <file>", "trusted armored OpenPGP public keys")
+  .option("--sigstore-key <hint=pem>", "a trusted Sigstore public key (repeatable)", collect, [])
+  .action(async (tgz: string, o: TrustFlags) => {
+    process.exitCode = await verifyCommand(tgz, o);
+  });
+plugin
+  .command("inspect <tarball>")
+  .description("show a tarball's digest, manifest, statement and signatures (nothing is verified)")
+  .action(async (tgz: string) => inspectCommand(tgz));
 withConnection(
   plugin.command("publish <tarballs...>").description("upload plugin tarballs (id and version come from each manifest.json)"),
 ).action(async (files: string[], o: ConnectOptions) => {
@@ -110,11 +146,23 @@ withConnection(plugin.command("list").description("list published plugins").opti
     const res = await call(client.listPlugins, client, { pluginId: o.id ?? "" }, md);
     for (const p of res.plugins)
       console.log(
-        `${p.plugin?.pluginId}@${p.plugin?.version}  sha256 ${p.plugin?.sha256}  ${p.plugin?.size} bytes  ${new Date(p.publishedAtMs).toISOString()}`,
+        `${p.plugin?.pluginId}@${p.plugin?.version}  sha256 ${p.plugin?.sha256}  ${p.plugin?.size} bytes  ${new Date(p.publishedAtMs).toISOString()}  signed by ${p.signers.join(", ") || "nobody (unsigned, development server)"}`,
       );
     client.close();
   },
 );
+
+// --- keys -----------------------------------------------------------------------------------
+const keys = program.command("keys").description("publisher signing keys");
+keys
+  .command("generate")
+  .description("create an OpenPGP signing key (gpg-compatible) and optionally a keyed Sigstore key pair")
+  .requiredOption("--name <name>", "user id name, e.g. 'ACME Release'")
+  .requiredOption("--email <email>", "user id e-mail")
+  .option("-o, --out <dir>", "where to write the key files", "./keys")
+  .option("--sigstore", "also create an ECDSA P-256 key pair for keyed Sigstore bundles")
+  .option("--passphrase-file <file>", "protect the secret key with this passphrase")
+  .action(async (o: { name: string; email: string; out: string; sigstore?: boolean; passphraseFile?: string }) => generateKeysCommand(o));
 
 // --- job ------------------------------------------------------------------------------------
 const job = program.command("job").description("submit jobs and follow them");

@@ -5,7 +5,7 @@ import path from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
-import { applyEnvOverrides, hostPort, leafKeys, parseWith, readConfigDocument } from "../signing/validation.js";
+import { applyEnvOverrides, hostPort, isLoopback, leafKeys, parseWith, readConfigDocument, splitHostPort } from "../signing/validation.js";
 
 const MIB = 1024 * 1024;
 
@@ -48,6 +48,16 @@ const Schema = z.strictObject({
         .default(256 * 1024),
     })
     .prefault({}),
+  trust: z
+    .strictObject({
+      // Armored OpenPGP public keys of the publishers whose releases this server accepts.
+      keyring: z.string().min(1).optional(),
+      // Keyed Sigstore public keys (PEM), each with the hint bundles name it by.
+      sigstore_keys: z.array(z.strictObject({ hint: z.string().min(1).max(256), key: z.string().min(1) })).default([]),
+      // Development only, on loopback only: accept plugins without a signed statement.
+      allow_unsigned: z.boolean().default(false),
+    })
+    .prefault({}),
   metrics: z
     .strictObject({
       // host:port for /metrics and /healthz; "" turns the endpoint off.
@@ -63,6 +73,9 @@ const Schema = z.strictObject({
         .max(7 * 86400)
         .default(3600),
       max_commands: z.number().int().min(1).max(1000).default(100),
+      // seconds between sweeps for jobs whose agent went silent, and the slack given past a job's timeout
+      reap_interval: z.number().int().min(1).max(3600).default(30),
+      report_grace: z.number().int().min(0).max(86_400).default(60),
       max_plugins: z.number().int().min(1).max(100).default(32),
       max_output_bytes: z
         .number()
@@ -87,7 +100,15 @@ export type ServerConfig = {
   requireChecksum: boolean;
   chunkSize: number;
   metricsListen: string;
-  jobs: { defaultTimeoutSeconds: number; maxCommands: number; maxPlugins: number; maxOutputBytes: number };
+  trust: { keyring?: string; sigstoreKeys: { hint: string; key: string }[]; allowUnsigned: boolean };
+  jobs: {
+    defaultTimeoutSeconds: number;
+    maxCommands: number;
+    maxPlugins: number;
+    maxOutputBytes: number;
+    reapIntervalSeconds: number;
+    reportGraceSeconds: number;
+  };
   /** Environment variables that overrode the file, for the start-up log. */
   overrides: string[];
 };
@@ -104,6 +125,18 @@ export function loadServerConfig(file: string | undefined, env: NodeJS.ProcessEn
     throw new ArcadeError(
       ErrorCode.CONFIG_INVALID,
       `${path.basename(source)}: plugin.require_checksum: cannot be false in production mode; set server.mode = "development" for local experiments`,
+    );
+  }
+  if (c.trust.allow_unsigned && (c.server.mode !== "development" || !isLoopback(splitHostPort(c.server.listen).host))) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `${path.basename(source)}: trust.allow_unsigned: only allowed with server.mode = "development" on a loopback listen address`,
+    );
+  }
+  if (!c.trust.allow_unsigned && !c.trust.keyring && c.trust.sigstore_keys.length === 0) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `${path.basename(source)}: trust.keyring: required: every publish is verified against the publishers' public keys (or configure trust.sigstore_keys)`,
     );
   }
   // Relative paths are relative to the config file, so a config works from any working dir.
@@ -123,10 +156,17 @@ export function loadServerConfig(file: string | undefined, env: NodeJS.ProcessEn
     maxPluginBytes: c.plugin.max_plugin_size * MIB,
     requireChecksum: c.plugin.require_checksum,
     chunkSize: c.plugin.chunk_size,
+    trust: {
+      keyring: c.trust.keyring ? path.resolve(base, c.trust.keyring) : undefined,
+      sigstoreKeys: c.trust.sigstore_keys.map((k) => ({ hint: k.hint, key: path.resolve(base, k.key) })),
+      allowUnsigned: c.trust.allow_unsigned,
+    },
     metricsListen: c.metrics.listen,
     jobs: {
       defaultTimeoutSeconds: c.jobs.default_timeout,
       maxCommands: c.jobs.max_commands,
+      reapIntervalSeconds: c.jobs.reap_interval,
+      reportGraceSeconds: c.jobs.report_grace,
       maxPlugins: c.jobs.max_plugins,
       maxOutputBytes: c.jobs.max_output_bytes,
     },

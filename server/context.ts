@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { TrustStore } from "../signing/release.js";
 import type { BlobStore } from "./blobstore.js";
 import type { ServerConfig } from "./config.js";
 import type { Db } from "./db/client.js";
@@ -12,4 +13,6 @@ export type ServerContext = {
   metrics: ServerMetrics;
   log: Logger;
   adminToken: string;
+  /** Publisher keys every upload is verified against. */
+  trust: TrustStore;
 };

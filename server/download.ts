@@ -8,8 +8,18 @@ import type { DownloadPluginRequest, DownloadPluginResponse } from "../proto/gen
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { HashCounter } from "../signing/digest.js";
 import type { BlobStore } from "./blobstore.js";
+import { storedRelease } from "./plugins.js";
 
-export type StoredPlugin = { pluginId: string; version: string; sha256: string; size: number; storageKey: string };
+export type StoredPlugin = {
+  pluginId: string;
+  version: string;
+  sha256: string;
+  size: number;
+  storageKey: string;
+  statement: string;
+  openpgpSignatures: string;
+  sigstoreBundles: string;
+};
 
 export async function streamBlob(
   call: ServerWritableStream<DownloadPluginRequest, DownloadPluginResponse>,
@@ -17,20 +27,21 @@ export async function streamBlob(
   p: StoredPlugin,
   offset: number,
   chunkSize: number,
-): Promise<number> {
+): Promise<{ sent: number; cancelled: boolean }> {
   // A wrong size is caught before a single byte goes out.
   const onDisk = await store.size(p.storageKey);
   if (onDisk !== p.size) {
     throw new ArcadeError(
       ErrorCode.BLOB_CORRUPT,
-      `stored blob for ${p.pluginId}@${p.version} is ${onDisk ?? "missing"} bytes, recorded ${p.size}: the server refuses to serve it; an operator must re-publish or restore it`,
+      `stored blob for ${p.pluginId}@${p.version} is ${onDisk ?? "missing"} bytes, recorded ${p.size}: the server refuses to serve it; an operator must restore the blob file or publish a new version`,
     );
   }
   if (offset > p.size) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `offset ${offset} is past the end (${p.size} bytes)`);
 
-  call.write({
-    payload: { $case: "header", value: { plugin: { pluginId: p.pluginId, version: p.version, sha256: p.sha256, size: p.size }, offset } },
-  });
+  // The release travels with the bytes; the agent checks it against its own keyring, not ours.
+  const release = storedRelease(p);
+  const plugin = { pluginId: p.pluginId, version: p.version, sha256: p.sha256, size: p.size };
+  call.write({ payload: { $case: "header", value: { plugin, offset, release } } });
 
   const hash = new HashCounter();
   const rs = store.openRead(p.storageKey, chunkSize);
@@ -55,15 +66,15 @@ export async function streamBlob(
       if (isCancelled) break;
     }
   } catch (e) {
-    if (isCancelled) return sent;
+    if (isCancelled) return { sent, cancelled: true };
     throw e;
   }
-  if (isCancelled) return sent;
+  if (isCancelled) return { sent, cancelled: true };
   if (hash.digest() !== p.sha256) {
     throw new ArcadeError(
       ErrorCode.BLOB_CORRUPT,
-      `stored blob for ${p.pluginId}@${p.version} no longer matches its recorded sha256 ${p.sha256}: refusing it; an operator must re-publish or restore it`,
+      `stored blob for ${p.pluginId}@${p.version} no longer matches its recorded sha256 ${p.sha256}: refusing it; an operator must restore the blob file or publish a new version`,
     );
   }
-  return sent;
+  return { sent, cancelled: false };
 }

@@ -9,6 +9,7 @@ import type { Db } from "./db/client.js";
 import { findPublished } from "./plugins.js";
 
 export type JobLimits = { defaultTimeoutSeconds: number; maxCommands: number; maxPlugins: number; maxOutputBytes: number };
+const MAX_TIMEOUT_SECONDS = 7 * 86_400;
 const MAX_RESULT_BYTES = 64 * 1024;
 const MAX_CONFIG_BYTES = 64 * 1024;
 
@@ -20,6 +21,7 @@ export async function submitJob(
   if (req.commands.length > limits.maxCommands) throw invalid(`a job may have at most ${limits.maxCommands} commands`);
   if (req.plugins.length > limits.maxPlugins) throw invalid(`a job may use at most ${limits.maxPlugins} plugins`);
   if (req.commands.length === 0 && req.plugins.length === 0) throw invalid("a job needs at least one command or plugin");
+  if (req.timeoutSeconds > MAX_TIMEOUT_SECONDS) throw invalid(`a job's timeout may be at most ${MAX_TIMEOUT_SECONDS} seconds`);
   for (const c of req.commands) if (c.trim() === "") throw invalid("commands must not be empty");
   const rows = [];
   for (const p of req.plugins) {
@@ -202,6 +204,39 @@ export async function getJob(db: Db, jobId: string): Promise<JobStatus> {
       completedAtMs: ms(s.completedAt),
     })),
   };
+}
+
+/**
+ * Fails jobs whose agent went silent: assigned or running past their timeout plus a grace
+ * period. Without this a crashed agent leaves its job "running" forever.
+ */
+export async function reapStuckJobs(db: Db, graceSeconds: number, now = new Date()): Promise<string[]> {
+  const candidates = await db.job.findMany({
+    where: { status: { in: ["assigned", "running"] }, assignedAt: { lt: new Date(now.getTime() - graceSeconds * 1000) } },
+    select: { id: true, assignedAt: true, timeoutSeconds: true },
+    take: 500,
+  });
+  const reaped: string[] = [];
+  for (const j of candidates) {
+    if (j.assignedAt!.getTime() + (j.timeoutSeconds + graceSeconds) * 1000 > now.getTime()) continue;
+    const done = await db.job.updateMany({
+      where: { id: j.id, status: { in: ["assigned", "running"] } },
+      data: {
+        status: "failed",
+        errorCode: ErrorCode.JOB_TIMEOUT,
+        errorMessage: `the agent did not report within the job's timeout (${j.timeoutSeconds} s) plus ${graceSeconds} s: it may have crashed or lost the server`,
+        completedAt: now,
+      },
+    });
+    if (done.count === 1) {
+      await db.jobPlugin.updateMany({
+        where: { jobId: j.id, status: { in: [DbStepStatus.pending, DbStepStatus.running] } },
+        data: { status: DbStepStatus.skipped },
+      });
+      reaped.push(j.id);
+    }
+  }
+  return reaped;
 }
 
 function cap(s: string, max: number): string {

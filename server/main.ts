@@ -1,9 +1,12 @@
 // Server start-up: configuration → database (migrated) → blob store → gRPC services.
+import fs from "node:fs";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { AdminServiceService } from "../proto/gen/arcade/v1/admin.js";
 import { AgentServiceService } from "../proto/gen/arcade/v1/agent.js";
+import { loadTrustStore } from "../keys/truststore.js";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import type { TrustStore } from "../signing/release.js";
 import { isLoopback, splitHostPort } from "../signing/validation.js";
 import { ensureAdminToken } from "./auth.js";
 import { LocalBlobStore } from "./blobstore.js";
@@ -11,6 +14,7 @@ import type { ServerConfig } from "./config.js";
 import type { ServerContext } from "./context.js";
 import { openDatabase } from "./db/client.js";
 import { adminService } from "./grpc/admin-service.js";
+import { reapStuckJobs } from "./jobs.js";
 import { agentService } from "./grpc/agent-service.js";
 import { ServerMetrics } from "./metrics.js";
 
@@ -36,12 +40,18 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     log.warn({ listen: config.listen }, "INSECURE: serving plaintext gRPC on a non-loopback address");
   if (config.mode === "development") log.warn("development mode: integrity settings may be relaxed; never use it in production");
 
+  // Keys first: a server that cannot verify publishes must not start at all.
+  const trust: TrustStore =
+    config.trust.keyring || config.trust.sigstoreKeys.length ? await loadTrustStore(config.trust) : { openpgp: [], sigstore: [] };
+  if (config.trust.allowUnsigned) log.warn("trust.allow_unsigned: UNSIGNED PLUGINS ARE ACCEPTED (development only)");
+  // The data dir holds the database (job commands, configs, output) and the admin token: owner only.
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const { db, provider, close: closeDb } = await openDatabase(config.databaseUrl, { log: (m) => log.info({ component: "migrate" }, m) });
   const store = new LocalBlobStore(config.storagePath);
   await store.init();
   const { token, file } = ensureAdminToken(config.dataDir);
   const metrics = new ServerMetrics();
-  const ctx: ServerContext = { db, store, config, metrics, log, adminToken: token };
+  const ctx: ServerContext = { db, store, config, metrics, log, adminToken: token, trust };
 
   const server = new Server({
     // Uploads come in 256 KiB chunks; leave headroom but keep the 4 MiB default ceiling.
@@ -59,6 +69,19 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
   log.info({ listen: address, database: provider, storage: config.storagePath, overrides: config.overrides }, "server listening");
 
+  const reaper = setInterval(() => {
+    reapStuckJobs(db, config.jobs.reportGraceSeconds).then(
+      (ids) => {
+        for (const id of ids) {
+          metrics.jobs.inc({ event: "failed" });
+          log.warn({ job_id: id, code: "JOB_TIMEOUT" }, "job failed: its agent stopped reporting");
+        }
+      },
+      (err: unknown) => log.error({ err }, "stuck-job sweep failed"),
+    );
+  }, config.jobs.reapIntervalSeconds * 1000);
+  reaper.unref();
+
   const healthy = async () => {
     await db.$queryRawUnsafe("SELECT 1");
     return true;
@@ -69,6 +92,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     metrics,
     healthy,
     stop: async () => {
+      clearInterval(reaper);
       await new Promise<void>((resolve) => {
         // tryShutdown can hang while clients linger (grpc note §3.8): force after a grace period.
         const t = setTimeout(() => {

@@ -4,10 +4,13 @@ import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { isSha256Hex } from "../signing/digest.js";
 import { isValidPluginId, isValidVersion, pluginKey } from "../signing/manifest.js";
 import { readManifestFromTarball } from "../signing/pack.js";
+import type { Release as WireRelease } from "../proto/gen/arcade/v1/plugin.js";
+import { describeSigner, verifyRelease, type Release, type TrustStore, type VerifiedRelease } from "../signing/release.js";
+import { checkManifestMatchesStatement, checkStatementMatches } from "../signing/statement.js";
 import type { BlobWriter } from "./blobstore.js";
 import type { Db } from "./db/client.js";
 
-export type PublishHeader = { pluginId: string; version: string; sha256: string; size: number };
+export type PublishHeader = { pluginId: string; version: string; sha256: string; size: number; release?: WireRelease | undefined };
 export type PublishedRef = { pluginId: string; version: string; sha256: string; size: number };
 
 export type PublishLimits = { maxPluginBytes: number; requireChecksum: boolean };
@@ -37,7 +40,33 @@ export function checkPublishHeader(h: PublishHeader, limits: PublishLimits): voi
   }
 }
 
-/** Step 2, after the last chunk: the bytes are what was declared. */
+/**
+ * Step 2, still before any byte is accepted: the release is signed by a publisher key this
+ * server trusts, and its statement names this id@version (and the declared digest and size).
+ */
+export async function verifyPublishRelease(
+  h: PublishHeader,
+  trust: TrustStore,
+  allowUnsigned: boolean,
+): Promise<VerifiedRelease | undefined> {
+  const r = h.release;
+  if (!r || (r.statement.length === 0 && r.openpgpSignatures.length === 0 && r.sigstoreBundles.length === 0)) {
+    if (allowUnsigned) return undefined;
+    throw new ArcadeError(
+      ErrorCode.SIGNATURE_MISSING,
+      `${pluginKey(h.pluginId, h.version)} is not signed: run \`arcade plugin sign\` and publish again`,
+    );
+  }
+  const verified = await verifyRelease(fromWireRelease(r), trust);
+  checkStatementMatches(
+    verified.statement,
+    { id: h.pluginId, version: h.version, sha256: h.sha256 || undefined, size: h.size || undefined },
+    "the upload",
+  );
+  return verified;
+}
+
+/** Step 3, after the last chunk: the bytes are what was declared. */
 export function checkUploadedBytes(h: PublishHeader, w: BlobWriter): string {
   if (h.size !== 0 && w.size !== h.size) {
     throw new ArcadeError(
@@ -55,9 +84,11 @@ export function checkUploadedBytes(h: PublishHeader, w: BlobWriter): string {
   return actual;
 }
 
-/** Step 3: the package names itself as the version being published (no mix-and-match). */
-export async function checkInnerManifest(h: PublishHeader, w: BlobWriter): Promise<void> {
+/** Step 4: the package names itself as the version being published (no mix-and-match). */
+export async function checkInnerManifest(h: PublishHeader, w: BlobWriter, verified: VerifiedRelease | undefined): Promise<void> {
+  if (verified) checkStatementMatches(verified.statement, { sha256: w.digest(), size: w.size }, "the upload");
   const m = await readManifestFromTarball(w.tempPath);
+  if (verified) checkManifestMatchesStatement(m, verified.statement);
   if (m.id !== h.pluginId || m.version !== h.version) {
     throw new ArcadeError(
       ErrorCode.MANIFEST_MISMATCH,
@@ -72,6 +103,7 @@ export async function recordVersion(
   h: PublishHeader,
   w: BlobWriter,
   sha256: string,
+  verified: VerifiedRelease | undefined,
 ): Promise<{ ref: PublishedRef; created: boolean }> {
   const ref = { pluginId: h.pluginId, version: h.version, sha256, size: w.size };
   const existing = await db.plugin.findUnique({ where: { pluginId_version: { pluginId: h.pluginId, version: h.version } } });
@@ -82,7 +114,16 @@ export async function recordVersion(
   }
   const key = await w.commit();
   try {
-    await db.plugin.create({ data: { pluginId: h.pluginId, version: h.version, sha256, size: w.size, storageKey: key } });
+    await db.plugin.create({
+      data: {
+        pluginId: h.pluginId,
+        version: h.version,
+        sha256,
+        size: w.size,
+        storageKey: key,
+        ...(verified && h.release ? releaseColumns(h.release, verified) : {}),
+      },
+    });
   } catch (e) {
     // Lost a race with a concurrent publish of the same version: judge against the winner.
     const winner = await db.plugin.findUnique({ where: { pluginId_version: { pluginId: h.pluginId, version: h.version } } });
@@ -104,4 +145,26 @@ export async function findPublished(db: Db, pluginId: string, version: string) {
   const p = await db.plugin.findUnique({ where: { pluginId_version: { pluginId, version } } });
   if (!p || p.yankedAt) throw new ArcadeError(ErrorCode.PLUGIN_NOT_FOUND, `${pluginKey(pluginId, version)} is not published`);
   return p;
+}
+
+function releaseColumns(r: WireRelease, v: VerifiedRelease) {
+  return {
+    statement: Buffer.from(r.statement).toString("base64"),
+    openpgpSignatures: JSON.stringify(r.openpgpSignatures.map((b) => Buffer.from(b).toString("base64"))),
+    sigstoreBundles: JSON.stringify(r.sigstoreBundles),
+    signers: JSON.stringify(v.signers.map(describeSigner)),
+  };
+}
+
+/** The release as stored at publish time, for agents to verify themselves. */
+export function storedRelease(p: { statement: string; openpgpSignatures: string; sigstoreBundles: string }): WireRelease {
+  return {
+    statement: Buffer.from(p.statement, "base64"),
+    openpgpSignatures: (JSON.parse(p.openpgpSignatures) as string[]).map((b) => Buffer.from(b, "base64")),
+    sigstoreBundles: JSON.parse(p.sigstoreBundles) as string[],
+  };
+}
+
+function fromWireRelease(r: WireRelease): Release {
+  return { statement: r.statement, openpgp: r.openpgpSignatures, sigstore: r.sigstoreBundles };
 }

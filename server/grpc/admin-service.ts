@@ -5,7 +5,15 @@ import { ArcadeError, ErrorCode, errorCodeOf } from "../../signing/errors.js";
 import { checkAdmin } from "../auth.js";
 import type { ServerContext } from "../context.js";
 import { getJob, submitJob } from "../jobs.js";
-import { checkInnerManifest, checkPublishHeader, checkUploadedBytes, recordVersion, type PublishHeader } from "../plugins.js";
+import { describeSigner, type VerifiedRelease } from "../../signing/release.js";
+import {
+  checkInnerManifest,
+  checkPublishHeader,
+  checkUploadedBytes,
+  recordVersion,
+  verifyPublishRelease,
+  type PublishHeader,
+} from "../plugins.js";
 import { peerOf, publicError, unary } from "./handler.js";
 
 export function adminService(ctx: ServerContext): AdminServiceServer {
@@ -33,6 +41,7 @@ export function adminService(ctx: ServerContext): AdminServiceServer {
         plugins: rows.map((p) => ({
           plugin: { pluginId: p.pluginId, version: p.version, sha256: p.sha256, size: p.size },
           publishedAtMs: p.publishedAt.getTime(),
+          signers: JSON.parse(p.signers) as string[],
         })),
       };
     }),
@@ -59,6 +68,7 @@ async function publish(
   checkAdmin(call.metadata, ctx.adminToken);
   const limits = { maxPluginBytes: ctx.config.maxPluginBytes, requireChecksum: ctx.config.requireChecksum };
   let header: PublishHeader | undefined;
+  let verified: VerifiedRelease | undefined;
   const writer = await ctx.store.createWriter(limits.maxPluginBytes);
   try {
     // Reading with for-await applies backpressure: the next message waits for the disk.
@@ -68,6 +78,7 @@ async function publish(
         if (header) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "the header must be sent once, first");
         header = p.value;
         checkPublishHeader(header, limits);
+        verified = await verifyPublishRelease(header, ctx.trust, ctx.config.trust.allowUnsigned);
       } else if (p?.$case === "chunk") {
         if (!header) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "the first message must be the header");
         await writer.write(p.value);
@@ -75,11 +86,12 @@ async function publish(
     }
     if (!header) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "empty upload: no header");
     const sha256 = checkUploadedBytes(header, writer);
-    await checkInnerManifest(header, writer);
-    const { ref, created } = await recordVersion(ctx.db, header, writer, sha256);
+    await checkInnerManifest(header, writer, verified);
+    const { ref, created } = await recordVersion(ctx.db, header, writer, sha256, verified);
     ctx.metrics.publishes.inc({ status: created ? "created" : "existing" });
+    const signers = verified?.signers.map(describeSigner) ?? ["UNSIGNED (development server)"];
     ctx.log.info(
-      { plugin_id: ref.pluginId, version: ref.version, sha256, size: ref.size, created, peer: peerOf(call) },
+      { plugin_id: ref.pluginId, version: ref.version, sha256, size: ref.size, created, signers, peer: peerOf(call) },
       "plugin published",
     );
     return { plugin: ref, created };

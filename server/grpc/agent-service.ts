@@ -55,31 +55,30 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
     // Step 4 (step 3, the cache check, happens on the agent).
     downloadPlugin: (call) => {
       const { pluginId, version, offset } = call.request;
-      const labels = { plugin_id: pluginId, version };
+      // Labels name a plugin only once the caller is known and the plugin exists: request
+      // fields must not be able to mint new time series.
+      let labels = { plugin_id: "-", version: "-" };
       const started = process.hrtime.bigint();
       void (async () => {
         const agentId = await authenticateAgent(db, call.metadata);
         if (!isValidPluginId(pluginId) || !isValidVersion(version))
           throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "invalid plugin id or version");
-        const p = await findPublished(db, pluginId, version);
+        // Permission before existence, so a refused caller learns nothing about what is published.
         await checkDownloadAllowed(ctx, agentId, pluginId, version);
-        const sent = await streamBlob(call, ctx.store, p, offset, ctx.config.chunkSize);
-        ctx.metrics.downloads.inc({ ...labels, status: "served" });
-        ctx.metrics.downloadBytes.inc({ plugin_id: pluginId }, sent);
-        ctx.metrics.downloadDuration.observe({ plugin_id: pluginId }, Number(process.hrtime.bigint() - started) / 1e9);
-        log.info({ agent_id: agentId, plugin_id: pluginId, version, offset, bytes: sent }, "plugin served");
+        const p = await findPublished(db, pluginId, version);
+        labels = { plugin_id: pluginId, version };
+        const r = await streamBlob(call, ctx.store, p, offset, ctx.config.chunkSize);
+        ctx.metrics.downloads.inc({ ...labels, status: r.cancelled ? "cancelled" : "served" });
+        ctx.metrics.downloadBytes.inc({ plugin_id: pluginId }, r.sent);
+        if (!r.cancelled) ctx.metrics.downloadDuration.observe({ plugin_id: pluginId }, Number(process.hrtime.bigint() - started) / 1e9);
+        log.info(
+          { agent_id: agentId, plugin_id: pluginId, version, offset, bytes: r.sent },
+          r.cancelled ? "download cancelled by the agent" : "plugin served",
+        );
         call.end();
       })().catch((e: unknown) => {
         const code = errorCodeOf(e);
-        const status =
-          code === ErrorCode.PERMISSION_DENIED || code === ErrorCode.UNAUTHENTICATED
-            ? "denied"
-            : code === ErrorCode.BLOB_CORRUPT
-              ? "corrupt"
-              : code === ErrorCode.PLUGIN_NOT_FOUND
-                ? "not_found"
-                : "failed";
-        ctx.metrics.downloads.inc({ ...labels, status });
+        ctx.metrics.downloads.inc({ ...labels, status: downloadStatus(code) });
         if (code === ErrorCode.BLOB_CORRUPT)
           log.error({ plugin_id: pluginId, version, code }, "stored blob is corrupt; refusing to serve it");
         call.emit("error", publicError(e, log, "DownloadPlugin"));
@@ -105,6 +104,13 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
       return {};
     }),
   };
+}
+
+function downloadStatus(code: ErrorCode): string {
+  if (code === ErrorCode.PERMISSION_DENIED || code === ErrorCode.UNAUTHENTICATED) return "denied";
+  if (code === ErrorCode.BLOB_CORRUPT) return "corrupt";
+  if (code === ErrorCode.PLUGIN_NOT_FOUND) return "not_found";
+  return "failed";
 }
 
 /**

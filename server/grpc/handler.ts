@@ -10,7 +10,7 @@ export function publicError(e: unknown, log: Logger, rpc: string): ReturnType<ty
     log.error({ err: e, rpc }, "internal error");
     return toServiceError(new ArcadeError(ErrorCode.INTERNAL, "internal server error; the server log has the details"));
   }
-  log.warn({ rpc, code: errorCodeOf(e), msg: (e as Error).message }, "request refused");
+  log.warn({ rpc, code: errorCodeOf(e), reason: (e as Error).message }, "request refused");
   return toServiceError(e);
 }
 

@@ -4,10 +4,11 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadAgentConfig } from "../../agent/config.js";
 
+/** A config file; a trust keyring is added unless the body configures trust itself. */
 function write(body: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arcade-cfg-"));
   const f = path.join(dir, "agent.yaml");
-  fs.writeFileSync(f, body);
+  fs.writeFileSync(f, body.includes("trust:") || body.startsWith("-") ? body : `${body}\ntrust:\n  keyring: publishers.asc\n`);
   return f;
 }
 
@@ -46,6 +47,7 @@ describe("agent config", () => {
     [`id: a\nserver: nowhere\n`, "server"],
     [`id: a\nserver: 127.0.0.1:1\nplugins:\n  max_parallel_downloads: 0\n`, "plugins.max_parallel_downloads"],
     [`- a\n- b\n`, "mapping"],
+    [`id: a\nserver: 127.0.0.1:1\ntrust: {}\n`, "trust.keyring: required"],
   ])("names the offending key: %s", (yaml, key) => {
     expect(() => loadAgentConfig(write(yaml), {})).toThrow(
       expect.objectContaining({ code: "CONFIG_INVALID", message: expect.stringContaining(key) }),

@@ -1,11 +1,13 @@
 // The `arcade` command as a user runs it: pack, publish, job submit --wait, job status,
 // and errors printed as "error CODE: message" with a non-zero exit.
 import { execFile } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cliPath } from "../../cli/processes.js";
 import { EXAMPLES, cleanup, startTestAgent, startTestServer, tempDir, type TestServer } from "../helpers/harness.js";
+import { publisher } from "../helpers/keys.js";
 
 const run = promisify(execFile);
 let server: TestServer;
@@ -29,14 +31,79 @@ beforeAll(async () => {
 afterAll(cleanup);
 
 describe("arcade CLI", () => {
-  it("packs and publishes a plugin, then says so again without re-storing it", async () => {
+  it("packs, signs, verifies and publishes a plugin, then says so again without re-storing it", async () => {
     const out = path.join(tempDir(), "n.tgz");
     const packed = await arcade("plugin", "pack", path.join(EXAMPLES, "notify-console"), "-o", out);
     expect(packed.code).toBe(0);
     expect(packed.stdout).toMatch(/notify\/console@1\.2\.0 {2}sha256 [0-9a-f]{64}/);
+    const unsigned = await arcade("plugin", "publish", out);
+    expect([unsigned.code, unsigned.stderr]).toEqual([1, expect.stringMatching(/^error SIGNATURE_MISSING: /)]);
+    const pub = await publisher();
+    const signed = await arcade("plugin", "sign", out, "--key", pub.secretKeyFile);
+    expect(signed.stdout).toContain(`wrote ${out}.statement.json.asc`);
+    const verified = await arcade("plugin", "verify", out, "--keyring", pub.keyring);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toContain(`OpenPGP ${pub.fingerprint}`);
+    expect(verified.stdout).toMatch(/VERIFIED notify\/console@1\.2\.0$/m);
     expect((await arcade("plugin", "publish", out)).stdout).toContain("published notify/console@1.2.0");
     expect((await arcade("plugin", "publish", out)).stdout).toContain("already published notify/console@1.2.0");
-    expect((await arcade("plugin", "list")).stdout).toContain("notify/console@1.2.0");
+    const list = await arcade("plugin", "list");
+    expect(list.stdout).toContain("notify/console@1.2.0");
+    expect(list.stdout).toContain(`openpgp:${pub.fingerprint}`);
+  });
+
+  it("scaffolds a plugin and a key pair; verify refuses a key it was not told to trust", async () => {
+    const dir = tempDir();
+    expect((await arcade("plugin", "init", path.join(dir, "hello"), "--id", "acme/hello")).code).toBe(0);
+    const tgz = path.join(dir, "hello.tgz");
+    expect((await arcade("plugin", "pack", path.join(dir, "hello"), "-o", tgz)).code).toBe(0);
+    const gen = await arcade(
+      "keys",
+      "generate",
+      "--name",
+      "ACME Release",
+      "--email",
+      "release@acme.invalid",
+      "--out",
+      path.join(dir, "keys"),
+      "--sigstore",
+    );
+    expect(gen.code).toBe(0);
+    const keys = path.join(dir, "keys");
+    expect(fs.statSync(path.join(keys, "publisher.secret.asc")).mode & 0o777).toBe(0o600);
+    const sign = await arcade(
+      "plugin",
+      "sign",
+      tgz,
+      "--key",
+      path.join(keys, "publisher.secret.asc"),
+      "--sigstore-key",
+      path.join(keys, "sigstore.key.pem"),
+      "--sigstore-hint",
+      "acme-2026",
+    );
+    expect(sign.code).toBe(0);
+    const ok = await arcade(
+      "plugin",
+      "verify",
+      tgz,
+      "--keyring",
+      path.join(keys, "publisher.asc"),
+      "--sigstore-key",
+      `acme-2026=${path.join(keys, "sigstore.pub.pem")}`,
+    );
+    expect(ok.stdout).toMatch(/Sigstore key acme-2026/);
+    expect(ok.stdout).toMatch(/VERIFIED acme\/hello@0\.1\.0/);
+    const stranger = await arcade("plugin", "verify", tgz, "--keyring", (await publisher()).keyring);
+    expect(stranger.code).toBe(1);
+    expect(stranger.stdout).toMatch(/^REFUSED KEY_UNKNOWN: /m);
+    const inspect = await arcade("plugin", "inspect", tgz);
+    expect(inspect.stdout).toMatch(/statement acme\/hello@0\.1\.0 .* matches these bytes \(unverified\)/);
+    expect(inspect.stdout).toMatch(/sigstore {2}bundle for key hint acme-2026/);
+    // the key files are never overwritten
+    expect((await arcade("keys", "generate", "--name", "x", "--email", "x@y.invalid", "--out", keys)).stderr).toMatch(
+      /refusing to overwrite/,
+    );
   });
 
   it("submits a job, waits for it and prints the steps; exit 1 when the job fails", async () => {

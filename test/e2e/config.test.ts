@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { spawnArcade } from "../../cli/processes.js";
 import { cleanup, tempDir } from "../helpers/harness.js";
+import { publisher } from "../helpers/keys.js";
 
 afterAll(cleanup);
 
@@ -39,7 +40,11 @@ describe("server config", () => {
 
   it("refuses plaintext on a non-loopback address without --insecure", async () => {
     const dir = tempDir();
-    const r = await startWith("server", "config.toml", `[server]\nlisten = "0.0.0.0:0"\ndata_dir = "${dir}"\n[metrics]\nlisten = ""\n`);
+    const r = await startWith(
+      "server",
+      "config.toml",
+      `[server]\nlisten = "0.0.0.0:0"\ndata_dir = "${dir}"\n[metrics]\nlisten = ""\n[trust]\nkeyring = "${(await publisher()).keyring}"\n`,
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("--insecure");
   });
@@ -65,7 +70,7 @@ describe("agent config", () => {
     const r = await startWith(
       "agent",
       "agent.yaml",
-      `id: a1\nserver: 127.0.0.1:1\nplugins:\n  directory: ${dir}\n  builtin: ["notify/slack@1.0.0"]\nmetrics_listen: ""\n`,
+      `id: a1\nserver: 127.0.0.1:1\nplugins:\n  directory: ${dir}\n  builtin: ["notify/slack@1.0.0"]\nmetrics_listen: ""\ntrust:\n  keyring: ${(await publisher()).keyring}\n`,
     );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("notify/slack@1.0.0");

@@ -8,6 +8,7 @@ import { Stage, StepStatus } from "../../proto/gen/arcade/v1/plugin.js";
 import { bearer, call, fromServiceError } from "../../proto/rpc.js";
 import { waitForJob } from "../../cli/jobs.js";
 import { sha256File } from "../../signing/digest.js";
+import { readReleaseFiles } from "../../signing/release.js";
 import { EXAMPLES, cleanup, pack, startTestAgent, startTestServer, writePlugin, type TestServer } from "../helpers/harness.js";
 
 let server: TestServer;
@@ -17,15 +18,22 @@ beforeAll(async () => {
 });
 
 /** Publishes raw bytes with a hand-made header, to try what the CLI would never send. */
-function rawPublish(
+async function rawPublish(
   client: AdminServiceClient,
   md: Metadata,
   header: { pluginId: string; version: string; sha256: string; size: number },
   body: Buffer,
+  releaseOf?: string,
 ): Promise<PublishPluginResponse> {
+  const r = releaseOf ? await readReleaseFiles(releaseOf) : undefined;
+  const release = r && {
+    statement: Buffer.from(r.statement),
+    openpgpSignatures: r.openpgp.map((b) => Buffer.from(b)),
+    sigstoreBundles: r.sigstore,
+  };
   return new Promise((resolve, reject) => {
     const c = client.publishPlugin(md, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
-    c.write({ payload: { $case: "header", value: header } });
+    c.write({ payload: { $case: "header", value: { ...header, release } } });
     for (let i = 0; i < body.length; i += 65536) c.write({ payload: { $case: "chunk", value: body.subarray(i, i + 65536) } });
     c.end();
   });
@@ -55,10 +63,16 @@ describe("publish", () => {
     const body = fs.readFileSync(p.file);
     const wrong = "0".repeat(64);
     await expect(
-      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: wrong, size: body.length }, body),
+      rawPublish(
+        server.admin.client,
+        server.admin.md,
+        { pluginId: p.id, version: p.version, sha256: wrong, size: body.length },
+        body,
+        p.file,
+      ),
     ).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
     await expect(
-      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: "", size: body.length }, body),
+      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: "", size: body.length }, body, p.file),
     ).rejects.toMatchObject({ code: "CHECKSUM_MISSING" });
     expect(fs.existsSync(blobPath(p.sha256))).toBe(false);
     expect(fs.readdirSync(path.join(server.dir, "data", "plugins", "tmp"))).toEqual([]);
@@ -73,6 +87,7 @@ describe("publish", () => {
         server.admin.md,
         { pluginId: "notify/other", version: p.version, sha256: p.sha256, size: body.length },
         body,
+        p.file,
       ),
     ).rejects.toMatchObject({ code: "MANIFEST_MISMATCH" });
   });
@@ -89,9 +104,14 @@ describe("publish", () => {
     );
     await expect(server.publish(p.file)).rejects.toMatchObject({ code: "SIZE_LIMIT" });
     const body = fs.readFileSync(p.file);
+    // Undeclared size: the server counts while it receives and stops at the cap.
     await expect(
-      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: p.sha256, size: 10 }, body),
+      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: p.sha256, size: 0 }, body, p.file),
     ).rejects.toMatchObject({ code: "SIZE_LIMIT" });
+    // A header that lies about the size contradicts the signed statement before a byte is read.
+    await expect(
+      rawPublish(server.admin.client, server.admin.md, { pluginId: p.id, version: p.version, sha256: p.sha256, size: 10 }, body, p.file),
+    ).rejects.toMatchObject({ code: "SIZE_MISMATCH" });
     expect(fs.readdirSync(path.join(server.dir, "data", "plugins", "tmp"))).toEqual([]);
   });
 

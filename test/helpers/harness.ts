@@ -9,6 +9,8 @@ import pg from "pg";
 import { connectAdmin, publishFile } from "../../cli/admin-client.js";
 import { startAgentProcess, startServerProcess, type ArcadeProcess } from "../../cli/processes.js";
 import { packPlugin } from "../../signing/pack.js";
+import { signRelease } from "../../signing/release.js";
+import { publisher } from "./keys.js";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const EXAMPLES = path.join(REPO, "examples", "plugins");
@@ -57,15 +59,20 @@ export type TestServer = {
   metricValue(name: string, labels: Record<string, string>): Promise<number>;
 };
 
-export async function startTestServer(extraToml = ""): Promise<TestServer> {
+/** A server trusting the test publisher's keys unless extraToml brings its own [trust] section. */
+export async function startTestServer(extraToml = "", env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
   const dir = tempDir("arcade-server-");
+  const pub = await publisher();
+  const trust = extraToml.includes("[trust]")
+    ? ""
+    : `[trust]\nkeyring = "${pub.keyring}"\nsigstore_keys = [{ hint = "${pub.sigstore.hint}", key = "${pub.sigstore.publicKeyFile}" }]\n`;
   const url = (await databaseUrl()) ?? `file:${path.join(dir, "data", "arcade.db")}`;
   const file = path.join(dir, "config.toml");
   fs.writeFileSync(
     file,
-    `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "data"\npoll_interval = 1\n\n[database]\nurl = "${url}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n${extraToml}\n`,
+    `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "data"\npoll_interval = 1\n\n[database]\nurl = "${url}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n${trust}${extraToml}\n`,
   );
-  const { proc, grpc, metrics } = await startServerProcess(file);
+  const { proc, grpc, metrics } = await startServerProcess(file, env);
   cleanups.push(() => proc.stop().then(() => undefined));
   const admin = connectAdmin({ server: grpc, dataDir: path.join(dir, "data") });
   cleanups.push(() => admin.client.close());
@@ -94,22 +101,39 @@ export async function startTestAgent(
   id = `agent-${randomBytes(3).toString("hex")}`,
   extraYaml = "",
   dir = tempDir("arcade-agent-"),
+  env: NodeJS.ProcessEnv = {},
 ): Promise<TestAgent & { id: string }> {
   const file = path.join(dir, "agent.yaml");
+  const pub = await publisher();
+  const trust = extraYaml.includes("trust:")
+    ? ""
+    : `trust:\n  keyring: ${pub.keyring}\n  sigstore_keys:\n    - hint: ${pub.sigstore.hint}\n      key: ${pub.sigstore.publicKeyFile}\n`;
   fs.writeFileSync(
     file,
-    `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${extraYaml}`,
+    `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${trust}${extraYaml}`,
   );
-  const { proc, metrics } = await startAgentProcess(file);
+  const { proc, metrics } = await startAgentProcess(file, env);
   cleanups.push(() => proc.stop().then(() => undefined));
   await proc.waitFor((l) => l.step === "register");
   return { id, dir, pluginsDir: path.join(dir, "plugins"), proc, metrics, metricValue: (name, labels) => scrape(metrics, name, labels) };
 }
 
-/** Packs an example plugin (or any plugin dir) into a temp tarball. */
-export async function pack(dir: string): Promise<{ file: string; id: string; version: string; sha256: string; size: number }> {
+export type SignWith = "openpgp" | "sigstore" | "both" | "none";
+
+/** Packs a plugin dir into a temp tarball and signs its release as the test publisher (OpenPGP by default). */
+export async function pack(
+  dir: string,
+  sign: SignWith = "openpgp",
+): Promise<{ file: string; id: string; version: string; sha256: string; size: number }> {
   const out = path.join(tempDir("arcade-pack-"), `${path.basename(dir)}.tgz`);
   const r = await packPlugin(dir, out);
+  if (sign !== "none") {
+    const pub = await publisher();
+    await signRelease(out, r, {
+      openpgpKey: sign === "sigstore" ? undefined : pub.secretKey,
+      sigstore: sign === "openpgp" ? undefined : { privateKeyPem: pub.sigstore.privateKeyPem, hint: pub.sigstore.hint },
+    });
+  }
   return { file: out, id: r.manifest.id, version: r.manifest.version, sha256: r.sha256, size: r.size };
 }
 

@@ -4,10 +4,11 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadServerConfig } from "../../server/config.js";
 
+/** A config file; a [trust] keyring is added unless the body configures trust itself. */
 function write(body: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arcade-cfg-"));
   const f = path.join(dir, "config.toml");
-  fs.writeFileSync(f, body);
+  fs.writeFileSync(f, body.includes("[trust]") ? body : `${body}\n[trust]\nkeyring = "publishers.asc"\n`);
   return f;
 }
 
@@ -41,6 +42,16 @@ describe("server config", () => {
     expect(c.overrides.sort()).toEqual(["ARCADE_PLUGIN_MAX_PLUGIN_SIZE", "ARCADE_SERVER_LISTEN"]);
   });
 
+  it("resolves trusted key files relative to the config and allows unsigned plugins only in development on loopback", () => {
+    const f = write(`[trust]\nkeyring = "keys/pub.asc"\nsigstore_keys = [{ hint = "acme", key = "keys/s.pem" }]\n`);
+    expect(loadServerConfig(f, {}).trust).toEqual({
+      keyring: path.join(path.dirname(f), "keys", "pub.asc"),
+      sigstoreKeys: [{ hint: "acme", key: path.join(path.dirname(f), "keys", "s.pem") }],
+      allowUnsigned: false,
+    });
+    expect(loadServerConfig(write(`[server]\nmode = "development"\n[trust]\nallow_unsigned = true\n`), {}).trust.allowUnsigned).toBe(true);
+  });
+
   it("allows require_checksum = false only in development mode", () => {
     expect(() => loadServerConfig(write(`[plugin]\nrequire_checksum = false\n`), {})).toThrow(/production/);
     expect(loadServerConfig(write(`[server]\nmode = "development"\n[plugin]\nrequire_checksum = false\n`), {}).requireChecksum).toBe(false);
@@ -53,6 +64,10 @@ describe("server config", () => {
     [`[server]\nmode = "prod"\n`, "server.mode"],
     [`[metrics]\nlisten = 9464\n`, "metrics.listen"],
     [`extra = 1\n`, "extra"],
+    [`[trust]\n`, "trust.keyring: required"],
+    [`[trust]\nallow_unsigned = true\n`, "trust.allow_unsigned"],
+    [`[server]\nmode = "development"\nlisten = "0.0.0.0:1"\n[trust]\nallow_unsigned = true\n`, "trust.allow_unsigned"],
+    [`[trust]\nkeyring = "k"\nsigstore_keys = [{ hint = "h" }]\n`, "trust.sigstore_keys[0].key"],
   ])("names the offending key: %s", (toml, key) => {
     expect(() => loadServerConfig(write(toml), {})).toThrow(
       expect.objectContaining({ code: "CONFIG_INVALID", message: expect.stringContaining(key) }),
