@@ -170,9 +170,10 @@ export class PluginCache {
     for (const top of ["downloaded", "builtin"]) {
       for (const ns of await fsp.readdir(path.join(this.root, top), { withFileTypes: true })) {
         if (!ns.isDirectory()) continue;
-        for (const d of await fsp.readdir(path.join(this.root, top, ns.name))) {
-          const rel = path.join(top, ns.name, d);
-          if (d.endsWith(".tgz") || listed.has(rel)) continue;
+        for (const d of await fsp.readdir(path.join(this.root, top, ns.name), { withFileTypes: true })) {
+          const rel = path.join(top, ns.name, d.name);
+          // Only directories are installs; files (built-in tarballs and their release files) stay.
+          if (!d.isDirectory() || listed.has(rel)) continue;
           this.log.warn({ dir: rel }, "removing unlisted cache directory (interrupted install)");
           await fsp.rm(path.join(this.root, rel), { recursive: true, force: true });
         }

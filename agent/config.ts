@@ -16,8 +16,17 @@ const pluginRef = z
 const Schema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "1-64 letters, digits, '.', '_' or '-'"),
   server: hostPort,
-  // Plaintext to a non-loopback server; TLS arrives with the identity issue.
+  // Plaintext gRPC to a non-loopback server (without tls.ca); refused unless set.
   insecure: z.boolean().default(false),
+  tls: z
+    .strictObject({
+      // CA that signed the server's certificate; setting it turns TLS on.
+      ca: z.string().min(1).optional(),
+      // This agent's client certificate and key, for servers that require mTLS.
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+    })
+    .prefault({}),
   plugins: z
     .strictObject({
       directory: z.string().min(1).default("./arcade-agent/plugins"),
@@ -39,6 +48,12 @@ const Schema = z.strictObject({
       sigstore_keys: z.array(z.strictObject({ hint: z.string().min(1).max(256), key: z.string().min(1) })).default([]),
     })
     .prefault({}),
+  // Where the long-lived credential is kept (0600); written at enrollment.
+  credential_file: z.string().min(1).default("./arcade-agent/credential"),
+  // The one-time token from `arcade agent create`, for the first start only (prefer the file
+  // or ARCADE_AGENT_ENROLLMENT_TOKEN over writing the token into this file).
+  enrollment_token: z.string().min(16).optional(),
+  enrollment_token_file: z.string().min(1).optional(),
   work_dir: z.string().min(1).default("./arcade-agent/work"),
   // seconds between FetchJob calls when idle (the server may ask for more)
   poll_interval: z.number().int().min(1).max(300).default(2),
@@ -57,6 +72,7 @@ export type AgentConfig = {
   id: string;
   server: string;
   insecure: boolean;
+  tls?: { ca: string; cert?: string; key?: string };
   pluginsDir: string;
   downloadTimeoutMs: number;
   cacheSizeBytes: number;
@@ -65,6 +81,9 @@ export type AgentConfig = {
   maxPluginBytes: number;
   trust: { keyring?: string; sigstoreKeys: { hint: string; key: string }[] };
   workDir: string;
+  credentialFile: string;
+  enrollmentToken?: string;
+  enrollmentTokenFile?: string;
   pollIntervalMs: number;
   metricsListen: string;
   maxOutputBytes: number;
@@ -78,7 +97,7 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
   const doc = file ? readConfigDocument(file, "YAML", (t) => parseYaml(t, { uniqueKeys: true })) : {};
   const { applied } = applyEnvOverrides(doc, "ARCADE_AGENT", ENV_KEYS, env);
   const c = parseWith(Schema, doc, source, ErrorCode.CONFIG_INVALID);
-  if (!isLoopback(splitHostPort(c.server).host) && !c.insecure) {
+  if (!c.tls.ca && !isLoopback(splitHostPort(c.server).host) && !c.insecure) {
     throw new ArcadeError(
       ErrorCode.CONFIG_INVALID,
       `${source}: server: refusing plaintext gRPC to ${c.server}; use a loopback address or set insecure: true if the network is protected otherwise`,
@@ -95,6 +114,13 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
     id: c.id,
     server: c.server,
     insecure: c.insecure,
+    tls: c.tls.ca
+      ? {
+          ca: path.resolve(base, c.tls.ca),
+          cert: c.tls.cert ? path.resolve(base, c.tls.cert) : undefined,
+          key: c.tls.key ? path.resolve(base, c.tls.key) : undefined,
+        }
+      : undefined,
     pluginsDir: path.resolve(base, c.plugins.directory),
     downloadTimeoutMs: c.plugins.download_timeout * 1000,
     cacheSizeBytes: c.plugins.cache_size * MIB,
@@ -106,6 +132,9 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
       sigstoreKeys: c.trust.sigstore_keys.map((k) => ({ hint: k.hint, key: path.resolve(base, k.key) })),
     },
     workDir: path.resolve(base, c.work_dir),
+    credentialFile: path.resolve(base, c.credential_file),
+    enrollmentToken: c.enrollment_token,
+    enrollmentTokenFile: c.enrollment_token_file ? path.resolve(base, c.enrollment_token_file) : undefined,
     pollIntervalMs: c.poll_interval * 1000,
     metricsListen: c.metrics_listen,
     maxOutputBytes: c.max_output_bytes,

@@ -2,13 +2,14 @@
 // jobs (step 2), running each through the executor (steps 3-5). A server that is down is
 // waited for, not fatal: the agent keeps polling with backoff and re-registers when it returns.
 import os from "node:os";
-import { Metadata, credentials } from "@grpc/grpc-js";
+import fs from "node:fs";
 import type { Logger } from "pino";
 import { AgentServiceClient, type Job } from "../proto/gen/arcade/v1/agent.js";
-import { CLIENT_OPTIONS, bearer, call } from "../proto/rpc.js";
+import { CLIENT_OPTIONS, bearer, call, channelCredentials } from "../proto/rpc.js";
 import { ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { loadTrustStore } from "../keys/truststore.js";
 import { installBuiltins } from "./builtin.js";
+import { readCredential, registerMetadata, writeCredential } from "./credential.js";
 import { PluginCache } from "./cache.js";
 import type { AgentConfig } from "./config.js";
 import { Downloader } from "./downloader.js";
@@ -31,7 +32,9 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const cache = await PluginCache.open(config.pluginsDir, config.cacheSizeBytes, log);
   await installBuiltins(cache, config.builtin, trust, log);
 
-  const client = new AgentServiceClient(config.server, credentials.createInsecure(), CLIENT_OPTIONS);
+  // Fail at start, not in the poll loop, when the agent can neither present a credential nor enroll.
+  if (!readCredential(config.credentialFile)) registerMetadata(undefined, readEnrollmentToken(config), config.credentialFile);
+  const client = new AgentServiceClient(config.server, channelCredentials(config.tls), CLIENT_OPTIONS);
   let token = "";
   const tokenOf = () => token;
   const downloader = new Downloader({
@@ -49,17 +52,27 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const reporter = new Reporter(client, tokenOf, log);
   let pollMs = config.pollIntervalMs;
 
+  // Step 1: enroll with the one-time token the first time, then register with the credential.
   const register = async () => {
     const installed = cache.list().map((e) => ({ pluginId: e.pluginId, version: e.version, sha256: e.sha256, size: e.size }));
+    const credential = readCredential(config.credentialFile);
+    const md = registerMetadata(credential, credential ? undefined : readEnrollmentToken(config), config.credentialFile);
     const res = await call(
       client.register,
       client,
       { agentId: config.id, hostname: os.hostname(), agentVersion: AGENT_VERSION, installed },
-      new Metadata(),
+      md,
     );
-    token = res.sessionToken;
+    if (res.credential) {
+      await writeCredential(config.credentialFile, res.credential);
+      log.info({ step: "register", credential_file: config.credentialFile }, "enrolled: credential stored");
+    }
+    token = res.credential || credential!;
     pollMs = Math.max(config.pollIntervalMs, res.pollIntervalSeconds * 1000);
-    log.info({ step: "register", agent_id: res.agentId, installed: installed.length, server: config.server }, "registered with the server");
+    log.info(
+      { step: "register", agent_id: res.agentId, labels: res.labels, installed: installed.length, server: config.server },
+      "registered with the server",
+    );
   };
 
   let stopping = false;
@@ -130,4 +143,14 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       client.close();
     },
   };
+}
+
+function readEnrollmentToken(c: AgentConfig): string | undefined {
+  if (c.enrollmentToken) return c.enrollmentToken;
+  if (!c.enrollmentTokenFile) return undefined;
+  try {
+    return fs.readFileSync(c.enrollmentTokenFile, "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,16 +1,24 @@
 // The CLI's side of AdminService: where the server is, the admin token, and the publish upload.
 import fs from "node:fs";
 import path from "node:path";
-import { credentials, type Metadata } from "@grpc/grpc-js";
+import type { Metadata } from "@grpc/grpc-js";
 import { AdminServiceClient, type PublishPluginResponse } from "../proto/gen/arcade/v1/admin.js";
-import { CLIENT_OPTIONS, bearer, fromServiceError } from "../proto/rpc.js";
+import { CLIENT_OPTIONS, bearer, channelCredentials, fromServiceError } from "../proto/rpc.js";
 import { sha256File } from "../signing/digest.js";
 import { ArcadeError, ErrorCode, isArcadeError } from "../signing/errors.js";
 import { readReleaseFiles } from "../signing/release.js";
 import { isLoopback, splitHostPort } from "../signing/validation.js";
 import { readManifestFromTarball } from "../signing/pack.js";
 
-export type ConnectOptions = { server?: string; token?: string; dataDir?: string; insecure?: boolean };
+export type ConnectOptions = {
+  server?: string;
+  token?: string;
+  dataDir?: string;
+  insecure?: boolean;
+  ca?: string;
+  cert?: string;
+  key?: string;
+};
 
 export function resolveToken(o: ConnectOptions): string {
   const direct = o.token ?? process.env.ARCADE_ADMIN_TOKEN;
@@ -29,13 +37,14 @@ export function resolveToken(o: ConnectOptions): string {
 export function connectAdmin(o: ConnectOptions): { client: AdminServiceClient; md: Metadata } {
   const server = o.server ?? process.env.ARCADE_SERVER ?? "127.0.0.1:50051";
   // The admin token travels in every call: never in plaintext off this host unless told to.
-  if (!isLoopback(splitHostPort(server).host) && !o.insecure) {
+  if (!o.ca && !isLoopback(splitHostPort(server).host) && !o.insecure) {
     throw new ArcadeError(
       ErrorCode.INVALID_ARGUMENT,
       `refusing to send the admin token in plaintext to ${server}: use a loopback address, or pass --insecure if the network is protected otherwise`,
     );
   }
-  return { client: new AdminServiceClient(server, credentials.createInsecure(), CLIENT_OPTIONS), md: bearer(resolveToken(o)) };
+  const creds = channelCredentials({ ca: o.ca, cert: o.cert, key: o.key });
+  return { client: new AdminServiceClient(server, creds, CLIENT_OPTIONS), md: bearer(resolveToken(o)) };
 }
 
 const CHUNK = 256 * 1024;

@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { call } from "../proto/rpc.js";
 import { Stage } from "../proto/gen/arcade/v1/plugin.js";
+import { writeCertsDir } from "../keys/certs.js";
 import { errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { generateSigningKey, readSecretKey } from "../signing/openpgp.js";
 import { signRelease } from "../signing/release.js";
@@ -52,9 +53,13 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
     fs.writeFileSync(path.join(tmp, "keys", "publishers.asc"), key.publicKeyArmored);
     const secretKey = await readSecretKey(key.privateKeyArmored);
     console.log(`keys    publisher OpenPGP key ${key.fingerprint} (trusted by the server and the agent)`);
+    // TLS with client certificates (mTLS): a local CA for the server, the agent and the admin CLI.
+    const pki = path.join(tmp, "pki");
+    await writeCertsDir(pki, { hosts: ["127.0.0.1", "localhost"], agents: ["demo-agent", "demo-admin"] });
+    console.log(`tls     local CA, server and client certificates in ${pki} (mTLS required)`);
     fs.writeFileSync(
       path.join(tmp, "config.toml"),
-      `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "server"\n\n[plugin]\nmax_plugin_size = 64\nrequire_checksum = true\n\n[trust]\nkeyring = "keys/publishers.asc"\n\n[metrics]\nlisten = "127.0.0.1:0"\n`,
+      `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "server"\n\n[plugin]\nmax_plugin_size = 64\nrequire_checksum = true\n\n[tls]\ncert = "pki/server.pem"\nkey = "pki/server.key"\nclient_ca = "pki/ca.pem"\n\n[trust]\nkeyring = "keys/publishers.asc"\n\n[metrics]\nlisten = "127.0.0.1:0"\n`,
     );
     const server = await startServerProcess(path.join(tmp, "config.toml"));
     started.push(server.proc);
@@ -63,7 +68,12 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
     );
 
     // Publish: pack each example reproducibly, upload by client streaming.
-    const { client, md } = connectAdmin({ server: server.grpc, dataDir: path.join(tmp, "server") });
+    const adminTls = {
+      ca: path.join(pki, "ca.pem"),
+      cert: path.join(pki, "agents", "demo-admin.pem"),
+      key: path.join(pki, "agents", "demo-admin.key"),
+    };
+    const { client, md } = connectAdmin({ server: server.grpc, dataDir: path.join(tmp, "server"), ...adminTls });
     const refs: Record<string, string> = {};
     for (const name of fs.readdirSync(examplesDir()).sort()) {
       const tgz = path.join(tmp, `${name}.tgz`);
@@ -84,9 +94,22 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
       );
     }
 
+    // Identity and ACLs: the operator creates the agent (one-time enrollment token) and grants
+    // it plugins by label; anything not granted is denied.
+    const created = await call(client.createAgent, client, { agentId: "demo-agent", labels: { pool: "demo" }, tokenTtlSeconds: 600 }, md);
+    fs.writeFileSync(path.join(tmp, "enrollment.token"), created.enrollmentToken, { mode: 0o600 });
+    for (const [pattern, range] of [
+      ["demo/*", ""],
+      ["notify/console", "^1.2.0"],
+      ["report/*", ">=0.3.0 <1"],
+    ] as const) {
+      await call(client.grantAcl, client, { subject: "labels:pool=demo", pluginPattern: pattern, versionRange: range }, md);
+      console.log(`acl     grant labels:pool=demo → ${pattern}${range ? ` ${range}` : ""}`);
+    }
+    console.log(`agent   demo-agent created (labels pool=demo), enrolls once with its one-time token`);
     fs.writeFileSync(
       path.join(tmp, "agent.yaml"),
-      `id: demo-agent\nserver: ${server.grpc}\ntrust:\n  keyring: keys/publishers.asc\nplugins:\n  directory: agent/plugins\n  download_timeout: 60\n  cache_size: 256\nwork_dir: agent/work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n`,
+      `id: demo-agent\nserver: ${server.grpc}\nenrollment_token_file: enrollment.token\ncredential_file: agent/credential\ntls:\n  ca: pki/ca.pem\n  cert: pki/agents/demo-agent.pem\n  key: pki/agents/demo-agent.key\ntrust:\n  keyring: keys/publishers.asc\nplugins:\n  directory: agent/plugins\n  download_timeout: 60\n  cache_size: 256\nwork_dir: agent/work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n`,
     );
     const agent = await startAgentProcess(path.join(tmp, "agent.yaml"));
     started.push(agent.proc);

@@ -6,11 +6,13 @@ import { Command, Option } from "commander";
 import { startAgent } from "../agent/main.js";
 import { loadAgentConfig } from "../agent/config.js";
 import { call } from "../proto/rpc.js";
+import { writeCertsDir } from "../keys/certs.js";
 import { startServer } from "../server/main.js";
 import { loadServerConfig } from "../server/config.js";
 import { ArcadeError, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { packPlugin } from "../signing/pack.js";
 import { connectAdmin, publishFile, type ConnectOptions } from "./admin-client.js";
+import { registerAdminCommands } from "./admin-commands.js";
 import { runDemo } from "./demo.js";
 import {
   generateKeysCommand,
@@ -24,6 +26,15 @@ import {
 import { buildJobRequest, formatJob, waitForJob, type SubmitFlags } from "./jobs.js";
 import { createLogger } from "./log.js";
 import { serveMetrics } from "./metrics-endpoint.js";
+
+// grpc-js passes an IP target (127.0.0.1) as the TLS server name, which Node flags with DEP0123
+// on every connection; the certificate is still checked against the IP SAN. Drop just that one.
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const code = typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+  if (code === "DEP0123") return;
+  (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
+}) as typeof process.emitWarning;
 
 const program = new Command()
   .name("arcade")
@@ -50,6 +61,9 @@ const withConnection = (c: Command) =>
     .addOption(
       new Option("--data-dir <dir>", "read the admin token from <dir>/admin.token").env("ARCADE_DATA_DIR").default("./arcade-data"),
     )
+    .addOption(new Option("--ca <file>", "CA certificate of the server: turns TLS on").env("ARCADE_CA"))
+    .addOption(new Option("--cert <file>", "client certificate, for servers that require mTLS").env("ARCADE_CERT"))
+    .addOption(new Option("--key <file>", "client certificate key").env("ARCADE_KEY"))
     .addOption(new Option("--insecure", "allow plaintext to a non-loopback server (sends the admin token unencrypted)"));
 
 // --- server ---------------------------------------------------------------------------------
@@ -89,6 +103,8 @@ agent
       await a.stop();
     });
   });
+
+registerAdminCommands(program, agent, withConnection);
 
 // --- plugin ---------------------------------------------------------------------------------
 const plugin = program.command("plugin").description("create, package, sign, verify and publish plugins");
@@ -151,6 +167,27 @@ withConnection(plugin.command("list").description("list published plugins").opti
     client.close();
   },
 );
+
+// --- certs ----------------------------------------------------------------------------------
+program
+  .command("certs")
+  .command("init")
+  .description("create a local CA, a server certificate and agent (client) certificates for a first deployment; no network")
+  .option("-o, --out <dir>", "output directory", "./pki")
+  .option("--hosts <list>", "server DNS names and IPs, comma-separated", "localhost,127.0.0.1,::1")
+  .option("--agents <list>", "agent ids to issue client certificates for, comma-separated", "")
+  .option("--reuse-ca", "add certificates with the existing CA in --out instead of creating one")
+  .action(async (o: { out: string; hosts: string; agents: string; reuseCa?: boolean }) => {
+    const split = (v: string) =>
+      v
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean);
+    const r = await writeCertsDir(o.out, { hosts: split(o.hosts), agents: split(o.agents), reuseCa: o.reuseCa === true });
+    for (const f of r.files) console.log(`wrote ${f}`);
+    console.log(`server: [tls] cert = "${o.out}/server.pem", key = "${o.out}/server.key" (client_ca = "${o.out}/ca.pem" for mTLS)`);
+    console.log(`agents: tls: { ca: ${o.out}/ca.pem, cert: ${o.out}/agents/<id>.pem, key: ${o.out}/agents/<id>.key }`);
+  });
 
 // --- keys -----------------------------------------------------------------------------------
 const keys = program.command("keys").description("publisher signing keys");

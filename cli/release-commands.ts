@@ -182,7 +182,8 @@ export async function after(ctx) {
   return \`job \${ctx.job.id} \${ctx.job.status}\`;
 }
 
-// Optional: run once when the plugin is installed, before it is marked usable.
+// Optional: a quick check of the plugin's own health (the agent's self-test gate, which runs it
+// before a plugin is marked usable, arrives with the sandbox work).
 export async function selfTest() {
   return "ok";
 }

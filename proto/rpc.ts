@@ -1,6 +1,7 @@
 // Client-side helpers shared by the agent and the CLI: channel options, bearer metadata, and
 // gRPC failures turned back into typed errors with the server's code.
-import { Metadata, status, type ChannelOptions, type ServiceError } from "@grpc/grpc-js";
+import fs from "node:fs";
+import { Metadata, credentials, status, type ChannelCredentials, type ChannelOptions, type ServiceError } from "@grpc/grpc-js";
 import { ArcadeError, ErrorCode, fromWireMessage } from "../signing/errors.js";
 
 export const CLIENT_OPTIONS: ChannelOptions = {
@@ -65,4 +66,21 @@ export function call<Req, Res>(method: UnaryMethod<Req, Res>, thisArg: unknown, 
       err ? reject(fromServiceError(err)) : resolve(res),
     );
   });
+}
+
+export type TlsFiles = { ca?: string; cert?: string; key?: string };
+
+/** TLS when a CA is given (with a client certificate for mTLS when cert and key are), else plaintext. */
+export function channelCredentials(t: TlsFiles | undefined): ChannelCredentials {
+  if (!t?.ca) return credentials.createInsecure();
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(f);
+    } catch (e) {
+      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `tls: cannot read ${f}: ${(e as Error).message}`);
+    }
+  };
+  if (Boolean(t.cert) !== Boolean(t.key))
+    throw new ArcadeError(ErrorCode.CONFIG_INVALID, "tls: give both a client certificate and its key, or neither");
+  return credentials.createSsl(read(t.ca), t.key ? read(t.key) : null, t.cert ? read(t.cert) : null);
 }

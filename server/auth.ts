@@ -1,7 +1,9 @@
-// Who is calling. Agents present the session token that Register gave them; admins present
-// the admin token. Identity always comes from the token, never from a request field.
-// (Enrollment tokens, per-agent secrets, roles and mTLS replace this with the identity issue.)
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+// Who is calling, derived only from credentials, never from request fields.
+//   - Admin tokens carry a role; each admin RPC names the permission it needs.
+//   - Agents enroll once with a one-time token and then present their long-lived credential.
+// Secrets are random 256-bit values; only their SHA-256 is stored (a slow hash adds nothing
+// for secrets that cannot be guessed).
+import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import type { Metadata } from "@grpc/grpc-js";
@@ -10,61 +12,139 @@ import type { Db } from "./db/client.js";
 
 export const sha256Hex = (s: string): string => createHash("sha256").update(s).digest("hex");
 
-export function newToken(): string {
-  return randomBytes(32).toString("base64url");
+export function newSecret(prefix: string): string {
+  return `${prefix}_${randomBytes(32).toString("base64url")}`;
 }
 
 export function bearerToken(md: Metadata): string | undefined {
   const v = md.get("authorization")[0];
   if (typeof v !== "string") return undefined;
-  const m = /^Bearer ([A-Za-z0-9_-]{16,256})$/.exec(v);
-  return m?.[1];
+  return /^Bearer ([A-Za-z0-9_-]{16,256})$/.exec(v)?.[1];
 }
+
+export function enrollmentToken(md: Metadata): string | undefined {
+  const v = md.get("x-arcade-enrollment-token")[0];
+  return typeof v === "string" && /^[A-Za-z0-9_-]{16,256}$/.test(v) ? v : undefined;
+}
+
+// --- admin ---------------------------------------------------------------------------------
+
+export const ROLES = ["admin", "publisher", "security", "operator", "auditor"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const PERMISSIONS = {
+  "plugin.publish": ["admin", "publisher"],
+  "plugin.read": ["admin", "publisher", "security", "operator", "auditor"],
+  "job.submit": ["admin", "operator"],
+  "job.read": ["admin", "operator", "auditor"],
+  "agent.manage": ["admin", "operator"],
+  "agent.read": ["admin", "operator", "auditor"],
+  "acl.manage": ["admin", "operator"],
+  "acl.read": ["admin", "operator", "auditor", "security"],
+  "audit.read": ["admin", "auditor", "security"],
+  "token.manage": ["admin"],
+} as const satisfies Record<string, readonly Role[]>;
+export type Permission = keyof typeof PERMISSIONS;
+
+export type AdminIdentity = { name: string; role: Role };
 
 /**
- * The admin token lives in <data_dir>/admin.token (0600), created at first start. The CLI reads
- * it from there, from --token or from ARCADE_ADMIN_TOKEN.
+ * The bootstrap admin token lives in <data_dir>/admin.token (0600), created at first start and
+ * registered with role admin. Use it to create narrower tokens (`arcade admin token create`).
  */
-export function ensureAdminToken(dataDir: string): { token: string; file: string } {
+export async function ensureBootstrapAdmin(db: Db, dataDir: string): Promise<string> {
   const file = path.join(dataDir, "admin.token");
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  let token: string;
   try {
-    return { token: fs.readFileSync(file, "utf8").trim(), file };
+    token = fs.readFileSync(file, "utf8").trim();
   } catch {
-    const token = newToken();
+    token = newSecret("arc_admin");
     // "wx": if another process created it meanwhile, fail rather than overwrite its token.
     fs.writeFileSync(file, `${token}\n`, { mode: 0o600, flag: "wx" });
-    return { token, file };
   }
+  const tokenHash = sha256Hex(token);
+  const existing = await db.adminToken.findUnique({ where: { tokenHash } });
+  if (!existing) await db.adminToken.create({ data: { tokenHash, name: "bootstrap", role: "admin", createdBy: "server" } });
+  return file;
 }
 
-export function checkAdmin(md: Metadata, adminToken: string): void {
-  const got = bearerToken(md);
-  const a = Buffer.from(sha256Hex(got ?? ""));
-  const b = Buffer.from(sha256Hex(adminToken));
-  if (!got || !timingSafeEqual(a, b)) {
+export async function authenticateAdmin(db: Db, md: Metadata): Promise<AdminIdentity> {
+  const token = bearerToken(md);
+  const row = token ? await db.adminToken.findUnique({ where: { tokenHash: sha256Hex(token) } }) : null;
+  if (!row || row.revokedAt) {
     throw new ArcadeError(
       ErrorCode.UNAUTHENTICATED,
-      "missing or wrong admin token: pass --token, set ARCADE_ADMIN_TOKEN, or use --data-dir pointing at the server's data directory",
+      "missing, unknown or revoked admin token: pass --token, set ARCADE_ADMIN_TOKEN, or point --data-dir at the server's data directory",
+    );
+  }
+  await db.adminToken.update({ where: { tokenHash: row.tokenHash }, data: { lastUsedAt: new Date() } });
+  return { name: row.name, role: row.role as Role };
+}
+
+export function authorize(who: AdminIdentity, permission: Permission): void {
+  if (!(PERMISSIONS[permission] as readonly string[]).includes(who.role)) {
+    throw new ArcadeError(
+      ErrorCode.PERMISSION_DENIED,
+      `token "${who.name}" has role ${who.role}, which lacks the permission ${permission} (held by: ${PERMISSIONS[permission].join(", ")})`,
+      { permission },
     );
   }
 }
 
-export async function createAgentSession(db: Db, agentId: string, ttlSeconds: number): Promise<string> {
-  const token = newToken();
-  await db.agentSession.create({
-    data: { tokenHash: sha256Hex(token), agentId, expiresAt: new Date(Date.now() + ttlSeconds * 1000) },
-  });
+export async function createAdminToken(db: Db, name: string, role: string, createdBy: string): Promise<string> {
+  if (!(ROLES as readonly string[]).includes(role))
+    throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `role must be one of ${ROLES.join(", ")}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$/.test(name))
+    throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "token name: 1-64 letters, digits, spaces, . _ @ -");
+  const token = newSecret("arc_admin");
+  await db.adminToken.create({ data: { tokenHash: sha256Hex(token), name, role, createdBy } });
   return token;
 }
 
-/** The agent id bound to the call's session token. */
-export async function authenticateAgent(db: Db, md: Metadata): Promise<string> {
-  const token = bearerToken(md);
-  if (!token) throw new ArcadeError(ErrorCode.UNAUTHENTICATED, "no session token: call Register first");
-  const session = await db.agentSession.findUnique({ where: { tokenHash: sha256Hex(token) } });
-  if (!session || session.expiresAt.getTime() < Date.now()) {
-    throw new ArcadeError(ErrorCode.UNAUTHENTICATED, "session token unknown or expired: register again");
-  }
-  return session.agentId;
+// --- agents --------------------------------------------------------------------------------
+
+export type AgentIdentity = { agentId: string; labels: Record<string, string>; credentialHash: string };
+
+export async function createEnrollmentToken(db: Db, agentId: string, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
+  const token = newSecret("arc_enroll");
+  const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
+  await db.enrollmentToken.create({ data: { tokenHash: sha256Hex(token), agentId, expiresAt } });
+  return { token, expiresAt };
+}
+
+/** First Register: the one-time token names the agent; it is spent and a credential issued. */
+export async function enroll(db: Db, agentId: string, token: string): Promise<string> {
+  const row = await db.enrollmentToken.findUnique({ where: { tokenHash: sha256Hex(token) }, include: { agent: true } });
+  const refuse = (why: string) =>
+    new ArcadeError(ErrorCode.UNAUTHENTICATED, `enrollment refused: ${why}; ask an operator for a new token (arcade agent create)`);
+  if (!row) throw refuse("unknown enrollment token");
+  if (row.agentId !== agentId) throw refuse(`the token was issued for another agent, not ${agentId}`);
+  if (row.usedAt) throw refuse("the token was already used");
+  if (row.expiresAt.getTime() < Date.now()) throw refuse("the token has expired");
+  if (row.agent.revokedAt) throw refuse(`agent ${agentId} is revoked`);
+  // Spend the token atomically: of two racing enrollments only one wins.
+  const spent = await db.enrollmentToken.updateMany({ where: { tokenHash: row.tokenHash, usedAt: null }, data: { usedAt: new Date() } });
+  if (spent.count !== 1) throw refuse("the token was already used");
+  const secret = newSecret("arc_agent");
+  await db.agentCredential.create({ data: { secretHash: sha256Hex(secret), agentId } });
+  await db.agent.update({ where: { id: agentId }, data: { enrolledAt: row.agent.enrolledAt ?? new Date() } });
+  return secret;
+}
+
+export async function authenticateAgent(db: Db, md: Metadata): Promise<AgentIdentity> {
+  const secret = bearerToken(md);
+  if (!secret) throw new ArcadeError(ErrorCode.UNAUTHENTICATED, "no agent credential: enroll the agent with its enrollment token first");
+  const row = await db.agentCredential.findUnique({ where: { secretHash: sha256Hex(secret) }, include: { agent: true } });
+  if (!row || row.revokedAt) throw new ArcadeError(ErrorCode.UNAUTHENTICATED, "agent credential unknown or revoked");
+  if (row.agent.revokedAt) throw new ArcadeError(ErrorCode.UNAUTHENTICATED, `agent ${row.agentId} is revoked`);
+  return { agentId: row.agentId, labels: JSON.parse(row.agent.labels) as Record<string, string>, credentialHash: row.secretHash };
+}
+
+export async function rotateCredential(db: Db, who: AgentIdentity): Promise<string> {
+  const secret = newSecret("arc_agent");
+  await db.$transaction([
+    db.agentCredential.create({ data: { secretHash: sha256Hex(secret), agentId: who.agentId } }),
+    db.agentCredential.update({ where: { secretHash: who.credentialHash }, data: { revokedAt: new Date() } }),
+  ]);
+  return secret;
 }

@@ -16,9 +16,11 @@ const Schema = z.strictObject({
       data_dir: z.string().min(1).default("./arcade-data"),
       // production refuses settings that weaken integrity (e.g. require_checksum = false)
       mode: z.enum(["production", "development"]).default("production"),
-      // Plaintext gRPC on a non-loopback address; TLS arrives with the identity issue.
+      // Serve plaintext gRPC without [tls] (always refused otherwise in production mode, and on
+      // non-loopback addresses in development mode).
       insecure: z.boolean().default(false),
-      session_ttl: z
+      // seconds an enrollment token from `arcade agent create` stays valid
+      enrollment_ttl: z
         .number()
         .int()
         .min(60)
@@ -46,6 +48,16 @@ const Schema = z.strictObject({
         .min(16 * 1024)
         .max(4 * MIB - 64)
         .default(256 * 1024),
+    })
+    .prefault({}),
+  tls: z
+    .strictObject({
+      // PEM certificate chain and key for the gRPC listener (`arcade certs init` makes a first set).
+      cert: z.string().min(1).optional(),
+      key: z.string().min(1).optional(),
+      // PEM CA bundle: when set, clients must present a certificate it signed (mTLS), and an
+      // agent's certificate must name the agent its credential belongs to.
+      client_ca: z.string().min(1).optional(),
     })
     .prefault({}),
   trust: z
@@ -92,7 +104,7 @@ export type ServerConfig = {
   dataDir: string;
   mode: "production" | "development";
   insecure: boolean;
-  sessionTtlSeconds: number;
+  enrollmentTtlSeconds: number;
   pollIntervalSeconds: number;
   databaseUrl: string;
   storagePath: string;
@@ -100,6 +112,7 @@ export type ServerConfig = {
   requireChecksum: boolean;
   chunkSize: number;
   metricsListen: string;
+  tls?: { cert: string; key: string; clientCa?: string };
   trust: { keyring?: string; sigstoreKeys: { hint: string; key: string }[]; allowUnsigned: boolean };
   jobs: {
     defaultTimeoutSeconds: number;
@@ -139,6 +152,15 @@ export function loadServerConfig(file: string | undefined, env: NodeJS.ProcessEn
       `${path.basename(source)}: trust.keyring: required: every publish is verified against the publishers' public keys (or configure trust.sigstore_keys)`,
     );
   }
+  if (Boolean(c.tls.cert) !== Boolean(c.tls.key)) {
+    throw new ArcadeError(ErrorCode.CONFIG_INVALID, `${path.basename(source)}: tls: set both cert and key, or neither`);
+  }
+  if (c.tls.client_ca && !c.tls.cert) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `${path.basename(source)}: tls.client_ca: client certificates need TLS: set tls.cert and tls.key too`,
+    );
+  }
   // Relative paths are relative to the config file, so a config works from any working dir.
   const base = file ? path.dirname(path.resolve(file)) : process.cwd();
   const dataDir = path.resolve(base, c.server.data_dir);
@@ -149,13 +171,20 @@ export function loadServerConfig(file: string | undefined, env: NodeJS.ProcessEn
     dataDir,
     mode: c.server.mode,
     insecure: c.server.insecure,
-    sessionTtlSeconds: c.server.session_ttl,
+    enrollmentTtlSeconds: c.server.enrollment_ttl,
     pollIntervalSeconds: c.server.poll_interval,
     databaseUrl: url.startsWith("file:") ? `file:${path.resolve(base, url.slice(5))}` : url,
     storagePath: path.resolve(base, c.plugin.storage_path ?? path.join(dataDir, "plugins")),
     maxPluginBytes: c.plugin.max_plugin_size * MIB,
     requireChecksum: c.plugin.require_checksum,
     chunkSize: c.plugin.chunk_size,
+    tls: c.tls.cert
+      ? {
+          cert: path.resolve(base, c.tls.cert),
+          key: path.resolve(base, c.tls.key!),
+          clientCa: c.tls.client_ca ? path.resolve(base, c.tls.client_ca) : undefined,
+        }
+      : undefined,
     trust: {
       keyring: c.trust.keyring ? path.resolve(base, c.trust.keyring) : undefined,
       sigstoreKeys: c.trust.sigstore_keys.map((k) => ({ hint: k.hint, key: path.resolve(base, k.key) })),

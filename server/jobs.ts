@@ -5,6 +5,9 @@ import type { Job as WireJob } from "../proto/gen/arcade/v1/agent.js";
 import { DbStepStatus, stageName, stepStatusFromDb, stageFromName } from "../proto/stages.js";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { pluginKey } from "../signing/manifest.js";
+import type { AgentIdentity as AclIdentity } from "./acl.js";
+import { jobAllowed, type AclStore } from "./acl-store.js";
+import type { AuditLog } from "./audit.js";
 import type { Db } from "./db/client.js";
 import { findPublished } from "./plugins.js";
 
@@ -61,22 +64,48 @@ export async function submitJob(
   return id;
 }
 
-/** Hands the oldest eligible pending job to this agent; a conditional update makes the claim atomic. */
-export async function claimJob(db: Db, agentId: string): Promise<WireJob | undefined> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const next = await db.job.findFirst({
-      where: { status: "pending", OR: [{ targetAgentId: null }, { targetAgentId: agentId }] },
-      orderBy: { createdAt: "asc" },
-      select: { id: true },
-    });
-    if (!next) return undefined;
+/**
+ * Hands this agent the oldest pending job it may run: targeted at it or at nobody, and every
+ * plugin granted to it by the ACLs (deny by default). Jobs it may not run stay pending for
+ * other agents — except one targeted at this very agent, which can then never run: it fails
+ * with ACL_DENIED and the refusal is audited. A conditional update makes the claim atomic.
+ */
+export async function claimJob(db: Db, who: AclIdentity, acl: AclStore, audit?: AuditLog): Promise<WireJob | undefined> {
+  const candidates = await db.job.findMany({
+    where: { status: "pending", OR: [{ targetAgentId: null }, { targetAgentId: who.agentId }] },
+    orderBy: { createdAt: "asc" },
+    select: { id: true, targetAgentId: true, plugins: { select: { pluginId: true, version: true } } },
+    take: 50,
+  });
+  if (candidates.length === 0) return undefined;
+  const grants = await acl.grants();
+  for (const c of candidates) {
+    const d = jobAllowed(
+      grants,
+      who,
+      c.plugins.map((p) => ({ id: p.pluginId, version: p.version })),
+    );
+    if (!d.allowed) {
+      if (c.targetAgentId === who.agentId) {
+        const reason = `agent ${who.agentId} is not granted ${d.reason}`;
+        const failed = await db.job.updateMany({
+          where: { id: c.id, status: "pending" },
+          data: { status: "failed", errorCode: ErrorCode.ACL_DENIED, errorMessage: reason, completedAt: new Date() },
+        });
+        if (failed.count === 1) {
+          await db.jobPlugin.updateMany({ where: { jobId: c.id }, data: { status: DbStepStatus.skipped } });
+          await audit?.record({ actor: `agent:${who.agentId}`, action: "job.dispatch", subject: c.id, outcome: "denied", reason });
+        }
+      }
+      continue;
+    }
     const claimed = await db.job.updateMany({
-      where: { id: next.id, status: "pending" },
-      data: { status: "assigned", assignedAgentId: agentId, assignedAt: new Date() },
+      where: { id: c.id, status: "pending" },
+      data: { status: "assigned", assignedAgentId: who.agentId, assignedAt: new Date() },
     });
-    if (claimed.count === 1) return toWireJob(db, next.id);
+    if (claimed.count === 1) return toWireJob(db, c.id);
   }
-  return undefined; // others won every race; the agent polls again
+  return undefined; // nothing for this agent now, or others won the races; it polls again
 }
 
 async function toWireJob(db: Db, jobId: string): Promise<WireJob> {

@@ -5,10 +5,14 @@ import type { Logger } from "pino";
 import { AdminServiceService } from "../proto/gen/arcade/v1/admin.js";
 import { AgentServiceService } from "../proto/gen/arcade/v1/agent.js";
 import { loadTrustStore } from "../keys/truststore.js";
-import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import { agentIdFromCertificate } from "../keys/certs.js";
+import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
 import type { TrustStore } from "../signing/release.js";
 import { isLoopback, splitHostPort } from "../signing/validation.js";
-import { ensureAdminToken } from "./auth.js";
+import { AclStore } from "./acl-store.js";
+import { AuditLog } from "./audit.js";
+import { ensureBootstrapAdmin } from "./auth.js";
+import { AuthThrottle } from "./ratelimit.js";
 import { LocalBlobStore } from "./blobstore.js";
 import type { ServerConfig } from "./config.js";
 import type { ServerContext } from "./context.js";
@@ -29,15 +33,7 @@ export type RunningServer = {
 
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const { host, port } = splitHostPort(config.listen);
-  // TLS arrives with the identity issue; until then plaintext is for loopback, or explicitly waived.
-  if (!isLoopback(host) && !config.insecure) {
-    throw new ArcadeError(
-      ErrorCode.CONFIG_INVALID,
-      `refusing plaintext gRPC on ${config.listen}: listen on a loopback address, or pass --insecure (server.insecure = true) if the network is protected otherwise`,
-    );
-  }
-  if (config.insecure && !isLoopback(host))
-    log.warn({ listen: config.listen }, "INSECURE: serving plaintext gRPC on a non-loopback address");
+  checkTransport(config, host, log);
   if (config.mode === "development") log.warn("development mode: integrity settings may be relaxed; never use it in production");
 
   // Keys first: a server that cannot verify publishes must not start at all.
@@ -49,9 +45,21 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   const { db, provider, close: closeDb } = await openDatabase(config.databaseUrl, { log: (m) => log.info({ component: "migrate" }, m) });
   const store = new LocalBlobStore(config.storagePath);
   await store.init();
-  const { token, file } = ensureAdminToken(config.dataDir);
+  const adminTokenFile = await ensureBootstrapAdmin(db, config.dataDir);
   const metrics = new ServerMetrics();
-  const ctx: ServerContext = { db, store, config, metrics, log, adminToken: token, trust };
+  const ctx: ServerContext = {
+    db,
+    store,
+    config,
+    metrics,
+    log,
+    trust,
+    acl: new AclStore(db),
+    audit: new AuditLog(db, log),
+    throttle: new AuthThrottle(),
+    // Under mTLS grpc-js exposes the verified client certificate; without it there is none.
+    peerAgentId: (call) => (config.tls?.clientCa ? (agentIdFromCertificate(call.getAuthContext()?.sslPeerCertificate) ?? "") : undefined),
+  };
 
   const server = new Server({
     // Uploads come in 256 KiB chunks; leave headroom but keep the 4 MiB default ceiling.
@@ -62,7 +70,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   server.addService(AgentServiceService, agentService(ctx));
   server.addService(AdminServiceService, adminService(ctx));
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, serverCredentials(config), (err, p) =>
       err ? reject(err) : resolve(p),
     ),
   );
@@ -88,7 +96,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   };
   return {
     address,
-    adminTokenFile: file,
+    adminTokenFile,
     metrics,
     healthy,
     stop: async () => {
@@ -107,4 +115,42 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       await closeDb();
     },
   };
+}
+
+/** TLS by default: plaintext only when told --insecure, and never silently. */
+function checkTransport(config: ServerConfig, host: string, log: Logger): void {
+  if (config.tls) return;
+  if (config.mode === "production" && !config.insecure) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      "production mode requires TLS: set [tls] cert and key (`arcade certs init` makes a first set), or pass --insecure to serve plaintext",
+    );
+  }
+  if (!isLoopback(host) && !config.insecure) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `refusing plaintext gRPC on ${config.listen}: configure [tls], or pass --insecure if the network is protected otherwise`,
+    );
+  }
+  log.warn(
+    { listen: config.listen },
+    "INSECURE: serving plaintext gRPC (no [tls] configured); credentials and tokens cross the network unencrypted",
+  );
+}
+
+function serverCredentials(config: ServerConfig): ServerCredentials {
+  if (!config.tls) return ServerCredentials.createInsecure();
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(f);
+    } catch (e) {
+      throw new ArcadeError(ErrorCode.CONFIG_INVALID, `tls: cannot read ${f}: ${errorMessageOf(e)}`);
+    }
+  };
+  const clientCa = config.tls.clientCa ? read(config.tls.clientCa) : null;
+  return ServerCredentials.createSsl(
+    clientCa,
+    [{ cert_chain: read(config.tls.cert), private_key: read(config.tls.key) }],
+    clientCa !== null,
+  );
 }

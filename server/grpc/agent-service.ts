@@ -1,11 +1,14 @@
-// AgentService: the five steps of the seed, seen from the server.
+// AgentService: the five steps of the seed, seen from the server. Every call is identified by
+// the agent's credential (enrollment token for the very first Register); a body field naming
+// another agent is refused and audited.
 import type { AgentServiceServer } from "../../proto/gen/arcade/v1/agent.js";
 import { stepStatusToDb } from "../../proto/stages.js";
-import { ArcadeError, ErrorCode, errorCodeOf } from "../../signing/errors.js";
 import { isSha256Hex } from "../../signing/digest.js";
-import { isValidPluginId, isValidVersion } from "../../signing/manifest.js";
-import { authenticateAgent, createAgentSession } from "../auth.js";
-import type { ServerContext } from "../context.js";
+import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../../signing/errors.js";
+import { isValidPluginId, isValidVersion, pluginKey } from "../../signing/manifest.js";
+import { checkPluginAllowed } from "../acl-store.js";
+import { authenticateAgent, enroll, enrollmentToken, rotateCredential, type AgentIdentity } from "../auth.js";
+import type { ServerContext, SurfaceCall } from "../context.js";
 import { streamBlob } from "../download.js";
 import { claimJob, completeJob, recordStep } from "../jobs.js";
 import { findPublished } from "../plugins.js";
@@ -16,38 +19,85 @@ const MAX_INSTALLED = 10_000;
 
 export function agentService(ctx: ServerContext): AgentServiceServer {
   const { db, log } = ctx;
+  const identify = (call: SurfaceCall, rpc: string) => identifyAgent(ctx, call, rpc);
   return {
-    // Step 1. Until enrollment tokens land, the id is claimed here and bound to the session
-    // token returned; every later call is identified by that token alone.
+    // Step 1: enrollment (one-time token → credential) or a re-registration with the credential.
     register: unary(log, "Register", async (call) => {
       const r = call.request;
       if (!AGENT_ID.test(r.agentId))
         throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "agent id must be 1-64 letters, digits, '.', '_' or '-'");
       if (r.installed.length > MAX_INSTALLED)
         throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `too many installed plugins reported (max ${MAX_INSTALLED})`);
+      const source = peerOf(call);
+      let credential = "";
+      let who: { agentId: string; labels: Record<string, string> };
+      const token = enrollmentToken(call.metadata);
+      if (token) {
+        await ctx.throttle.gate(source);
+        try {
+          credential = await enroll(db, r.agentId, token);
+        } catch (e) {
+          ctx.throttle.recordFailure(source);
+          await ctx.audit.record({
+            actor: `agent:${r.agentId}`,
+            action: "agent.enroll",
+            outcome: "denied",
+            reason: errorMessageOf(e),
+            source,
+          });
+          throw e;
+        }
+        ctx.throttle.recordSuccess(source);
+        const agent = await db.agent.findUniqueOrThrow({ where: { id: r.agentId } });
+        who = { agentId: r.agentId, labels: JSON.parse(agent.labels) as Record<string, string> };
+        await ctx.audit.record({ actor: `agent:${r.agentId}`, action: "agent.enroll", outcome: "succeeded", source });
+      } else {
+        who = await identify(call, "Register");
+        await requireSameAgent(ctx, who, r.agentId, "Register", source);
+      }
       const valid = r.installed.filter((p) => isValidPluginId(p.pluginId) && isValidVersion(p.version) && isSha256Hex(p.sha256));
       const installed = [...new Map(valid.map((p) => [`${p.pluginId}@${p.version}`, p])).values()];
-      const meta = { hostname: r.hostname.slice(0, 255), agentVersion: r.agentVersion.slice(0, 64), lastSeenAt: new Date() };
-      await db.agent.upsert({ where: { id: r.agentId }, create: { id: r.agentId, ...meta }, update: meta });
-      await db.agentPlugin.deleteMany({ where: { agentId: r.agentId } });
+      await db.agent.update({
+        where: { id: who.agentId },
+        data: { hostname: r.hostname.slice(0, 255), agentVersion: r.agentVersion.slice(0, 64), lastSeenAt: new Date() },
+      });
+      await db.agentPlugin.deleteMany({ where: { agentId: who.agentId } });
       if (installed.length > 0) {
         await db.agentPlugin.createMany({
-          data: installed.map((p) => ({ agentId: r.agentId, pluginId: p.pluginId, version: p.version, sha256: p.sha256 })),
+          data: installed.map((p) => ({ agentId: who.agentId, pluginId: p.pluginId, version: p.version, sha256: p.sha256 })),
         });
       }
-      const token = await createAgentSession(db, r.agentId, ctx.config.sessionTtlSeconds);
-      log.info({ agent_id: r.agentId, installed: installed.length, peer: peerOf(call) }, "agent registered");
-      return { sessionToken: token, agentId: r.agentId, pollIntervalSeconds: ctx.config.pollIntervalSeconds };
+      log.info({ agent_id: who.agentId, installed: installed.length, enrolled: credential !== "", peer: source }, "agent registered");
+      return { credential, agentId: who.agentId, pollIntervalSeconds: ctx.config.pollIntervalSeconds, labels: who.labels };
     }),
 
-    // Step 2.
+    rotateCredential: unary(log, "RotateCredential", async (call) => {
+      const who = await identify(call, "RotateCredential");
+      const credential = await rotateCredential(db, who);
+      await ctx.audit.record({
+        actor: `agent:${who.agentId}`,
+        action: "agent.credential.rotate",
+        outcome: "succeeded",
+        source: peerOf(call),
+      });
+      return { credential };
+    }),
+
+    // Step 2: only jobs whose every plugin this agent is granted.
     fetchJob: unary(log, "FetchJob", async (call) => {
-      const agentId = await authenticateAgent(db, call.metadata);
-      await db.agent.update({ where: { id: agentId }, data: { lastSeenAt: new Date() } });
-      const job = await claimJob(db, agentId);
+      const who = await identify(call, "FetchJob");
+      await db.agent.update({ where: { id: who.agentId }, data: { lastSeenAt: new Date() } });
+      const job = await claimJob(db, who, ctx.acl, ctx.audit);
       if (job) {
         ctx.metrics.jobs.inc({ event: "dispatched" });
-        log.info({ agent_id: agentId, job_id: job.jobId, plugins: job.plugins.length }, "job dispatched");
+        log.info({ agent_id: who.agentId, job_id: job.jobId, plugins: job.plugins.length }, "job dispatched");
+        await ctx.audit.record({
+          actor: `agent:${who.agentId}`,
+          action: "job.dispatch",
+          subject: job.jobId,
+          outcome: "succeeded",
+          source: peerOf(call),
+        });
       }
       return { job };
     }),
@@ -55,16 +105,19 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
     // Step 4 (step 3, the cache check, happens on the agent).
     downloadPlugin: (call) => {
       const { pluginId, version, offset } = call.request;
-      // Labels name a plugin only once the caller is known and the plugin exists: request
-      // fields must not be able to mint new time series.
+      // Labels name a plugin only once the caller is known and allowed: request fields must
+      // not be able to mint new time series.
       let labels = { plugin_id: "-", version: "-" };
+      let actor = "unknown";
+      const source = peerOf(call);
       const started = process.hrtime.bigint();
       void (async () => {
-        const agentId = await authenticateAgent(db, call.metadata);
+        const who = await identify(call, "DownloadPlugin");
+        actor = `agent:${who.agentId}`;
         if (!isValidPluginId(pluginId) || !isValidVersion(version))
           throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "invalid plugin id or version");
         // Permission before existence, so a refused caller learns nothing about what is published.
-        await checkDownloadAllowed(ctx, agentId, pluginId, version);
+        await checkPluginAllowed(ctx.acl, who, { id: pluginId, version });
         const p = await findPublished(db, pluginId, version);
         labels = { plugin_id: pluginId, version };
         const r = await streamBlob(call, ctx.store, p, offset, ctx.config.chunkSize);
@@ -72,56 +125,113 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
         ctx.metrics.downloadBytes.inc({ plugin_id: pluginId }, r.sent);
         if (!r.cancelled) ctx.metrics.downloadDuration.observe({ plugin_id: pluginId }, Number(process.hrtime.bigint() - started) / 1e9);
         log.info(
-          { agent_id: agentId, plugin_id: pluginId, version, offset, bytes: r.sent },
+          { agent_id: who.agentId, plugin_id: pluginId, version, offset, bytes: r.sent },
           r.cancelled ? "download cancelled by the agent" : "plugin served",
         );
+        await ctx.audit.record({
+          actor,
+          action: "plugin.download",
+          subject: pluginKey(pluginId, version),
+          outcome: r.cancelled ? "failed" : "succeeded",
+          reason: r.cancelled ? "cancelled by the agent" : "",
+          source,
+          details: { sha256: p.sha256, offset, bytes: r.sent },
+        });
         call.end();
-      })().catch((e: unknown) => {
+      })().catch(async (e: unknown) => {
         const code = errorCodeOf(e);
-        ctx.metrics.downloads.inc({ ...labels, status: downloadStatus(code) });
+        const status = downloadStatus(code);
+        ctx.metrics.downloads.inc({ ...labels, status });
         if (code === ErrorCode.BLOB_CORRUPT)
           log.error({ plugin_id: pluginId, version, code }, "stored blob is corrupt; refusing to serve it");
+        await ctx.audit.record({
+          actor,
+          action: "plugin.download",
+          subject: `${pluginId}@${version}`.slice(0, 200),
+          outcome: status === "denied" ? "denied" : "failed",
+          reason: `${code}: ${errorMessageOf(e)}`,
+          source,
+        });
         call.emit("error", publicError(e, log, "DownloadPlugin"));
       });
     },
 
     // Step 5, reported by the agent as it goes.
     reportStep: unary(log, "ReportStep", async (call) => {
-      const agentId = await authenticateAgent(db, call.metadata);
+      const who = await identify(call, "ReportStep");
       const r = call.request;
       const status = stepStatusToDb(r.status);
       if (status === undefined) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "step status is required");
-      await recordStep(db, agentId, { ...r, status });
+      await recordStep(db, who.agentId, { ...r, status });
       return {};
     }),
 
     completeJob: unary(log, "CompleteJob", async (call) => {
-      const agentId = await authenticateAgent(db, call.metadata);
+      const who = await identify(call, "CompleteJob");
       const r = call.request;
-      await completeJob(db, agentId, r, ctx.config.jobs);
+      await completeJob(db, who.agentId, r, ctx.config.jobs);
       ctx.metrics.jobs.inc({ event: r.succeeded ? "succeeded" : "failed" });
-      log.info({ agent_id: agentId, job_id: r.jobId, succeeded: r.succeeded, code: r.errorCode || undefined }, "job completed");
+      log.info({ agent_id: who.agentId, job_id: r.jobId, succeeded: r.succeeded, code: r.errorCode || undefined }, "job completed");
+      await ctx.audit.record({
+        actor: `agent:${who.agentId}`,
+        action: "job.complete",
+        subject: r.jobId,
+        outcome: r.succeeded ? "succeeded" : "failed",
+        reason: r.errorCode,
+        source: peerOf(call),
+      });
       return {};
     }),
   };
 }
 
+/** The calling agent, from its credential (throttled and audited on failure), checked against its client certificate under mTLS. */
+async function identifyAgent(ctx: ServerContext, call: SurfaceCall, rpc: string): Promise<AgentIdentity> {
+  const source = peerOf(call);
+  await ctx.throttle.gate(source);
+  let who: AgentIdentity;
+  try {
+    who = await authenticateAgent(ctx.db, call.metadata);
+  } catch (e) {
+    ctx.throttle.recordFailure(source);
+    await ctx.audit.record({ actor: "unknown", action: "auth.agent", subject: rpc, outcome: "denied", reason: errorMessageOf(e), source });
+    throw e;
+  }
+  ctx.throttle.recordSuccess(source);
+  const certId = ctx.peerAgentId(call);
+  if (certId !== undefined && certId !== who.agentId) {
+    await ctx.audit.record({
+      actor: `agent:${who.agentId}`,
+      action: "auth.agent",
+      subject: rpc,
+      outcome: "denied",
+      reason: `client certificate names agent ${certId}`,
+      source,
+    });
+    throw new ArcadeError(
+      ErrorCode.PERMISSION_DENIED,
+      `the client certificate names agent ${certId} but the credential belongs to ${who.agentId}`,
+    );
+  }
+  return who;
+}
+
+async function requireSameAgent(ctx: ServerContext, who: { agentId: string }, named: string, rpc: string, source: string): Promise<void> {
+  if (named === who.agentId) return;
+  await ctx.audit.record({
+    actor: `agent:${who.agentId}`,
+    action: "auth.agent",
+    subject: rpc,
+    outcome: "denied",
+    reason: `request names agent ${named}`,
+    source,
+  });
+  throw new ArcadeError(ErrorCode.PERMISSION_DENIED, `the request names agent ${named} but the credential belongs to ${who.agentId}`);
+}
+
 function downloadStatus(code: ErrorCode): string {
-  if (code === ErrorCode.PERMISSION_DENIED || code === ErrorCode.UNAUTHENTICATED) return "denied";
+  if (code === ErrorCode.PERMISSION_DENIED || code === ErrorCode.UNAUTHENTICATED || code === ErrorCode.ACL_DENIED) return "denied";
   if (code === ErrorCode.BLOB_CORRUPT) return "corrupt";
   if (code === ErrorCode.PLUGIN_NOT_FOUND) return "not_found";
   return "failed";
-}
-
-/**
- * Deny by default: an agent may download only the plugins of a job currently assigned to it.
- * (Per-agent ACLs, which also allow prefetching, arrive with the identity issue.)
- */
-async function checkDownloadAllowed(ctx: ServerContext, agentId: string, pluginId: string, version: string): Promise<void> {
-  const n = await ctx.db.jobPlugin.count({
-    where: { pluginId, version, job: { assignedAgentId: agentId, status: { in: ["assigned", "running"] } } },
-  });
-  if (n === 0) {
-    throw new ArcadeError(ErrorCode.PERMISSION_DENIED, `agent ${agentId} has no assigned job that uses ${pluginId}@${version}`);
-  }
 }

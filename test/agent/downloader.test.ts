@@ -3,7 +3,7 @@
 // partial file that does not belong to the blob.
 import fs from "node:fs";
 import path from "node:path";
-import { Metadata, credentials } from "@grpc/grpc-js";
+import { Metadata } from "@grpc/grpc-js";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PluginCache } from "../../agent/cache.js";
@@ -11,10 +11,10 @@ import { Downloader } from "../../agent/downloader.js";
 import { AgentMetrics } from "../../agent/metrics.js";
 import { AgentServiceClient } from "../../proto/gen/arcade/v1/agent.js";
 import { Stage } from "../../proto/gen/arcade/v1/plugin.js";
-import { CLIENT_OPTIONS, bearer, call } from "../../proto/rpc.js";
+import { CLIENT_OPTIONS, bearer, call, channelCredentials } from "../../proto/rpc.js";
 import { loadTrustStore } from "../../keys/truststore.js";
 import { publisher } from "../helpers/keys.js";
-import { cleanup, pack, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
+import { cleanup, enrollAgent, pack, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
 
 const log = pino({ level: "silent" });
 let server: TestServer;
@@ -22,8 +22,23 @@ let agentClient: AgentServiceClient;
 let plugin: Awaited<ReturnType<typeof pack>>;
 const ref = () => ({ pluginId: plugin.id, version: plugin.version, sha256: plugin.sha256, size: plugin.size });
 
-/** Registers as a fresh agent and claims a job using the plugin, so the server lets it download. */
+/** Enrolls a fresh agent (granted everything unless told otherwise) and returns its credential. */
+async function enrolled(agentId: string, grant: string | false = "*"): Promise<string> {
+  const token = await enrollAgent(server, agentId, {}, grant);
+  const md = new Metadata();
+  md.set("x-arcade-enrollment-token", token);
+  const { credential } = await call(
+    agentClient.register,
+    agentClient,
+    { agentId, hostname: "test", agentVersion: "test", installed: [] },
+    md,
+  );
+  return credential;
+}
+
+/** An enrolled agent that has claimed a job using the plugin. */
 async function claimAs(agentId: string): Promise<string> {
+  const credential = await enrolled(agentId);
   const { client, md } = server.admin;
   await call(
     client.submitJob,
@@ -36,15 +51,9 @@ async function claimAs(agentId: string): Promise<string> {
     },
     md,
   );
-  const { sessionToken } = await call(
-    agentClient.register,
-    agentClient,
-    { agentId, hostname: "test", agentVersion: "test", installed: [] },
-    new Metadata(),
-  );
-  const { job } = await call(agentClient.fetchJob, agentClient, {}, bearer(sessionToken));
+  const { job } = await call(agentClient.fetchJob, agentClient, {}, bearer(credential));
   expect(job).toBeDefined();
-  return sessionToken;
+  return credential;
 }
 
 async function downloader(token: string) {
@@ -58,7 +67,7 @@ const served = () => server.metricValue("plugin_download_total", { plugin_id: pl
 
 beforeAll(async () => {
   server = await startTestServer();
-  agentClient = new AgentServiceClient(server.grpc, credentials.createInsecure(), CLIENT_OPTIONS);
+  agentClient = new AgentServiceClient(server.grpc, channelCredentials({ ca: server.ca }), CLIENT_OPTIONS);
   const random = (await import("node:crypto")).randomBytes(3 * 1024 * 1024);
   plugin = await pack(
     writePlugin({
@@ -118,16 +127,9 @@ describe("downloader", () => {
     expect(fs.existsSync(cache.partialPath(wrong))).toBe(false);
   });
 
-  it("is refused a plugin no job assigned to it uses", async () => {
-    const { sessionToken } = await call(
-      agentClient.register,
-      agentClient,
-      { agentId: "dl-nojob", hostname: "t", agentVersion: "t", installed: [] },
-      new Metadata(),
-    );
-    const { d } = await downloader(sessionToken);
-    await expect(d.ensure(ref())).rejects.toMatchObject({ code: "PERMISSION_DENIED" });
-    // refused before the plugin is named in labels: a caller cannot mint time series
+  it("is refused a plugin no ACL grants it (ACL_DENIED), and the refusal does not name the plugin in metrics", async () => {
+    const { d } = await downloader(await enrolled("dl-ungranted", false));
+    await expect(d.ensure(ref())).rejects.toMatchObject({ code: "ACL_DENIED" });
     expect(await server.metricValue("plugin_download_total", { plugin_id: "-", status: "denied" })).toBeGreaterThanOrEqual(1);
   });
 });

@@ -8,13 +8,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cliPath } from "../../cli/processes.js";
 import { EXAMPLES, cleanup, startTestAgent, startTestServer, tempDir, type TestServer } from "../helpers/harness.js";
 import { publisher } from "../helpers/keys.js";
+import { releaseFiles } from "../../signing/release.js";
+import { gpgVersion, runGpg, withGnupgHome } from "../signing/gpg.js";
+
+const hasGpg = (await gpgVersion()) !== undefined;
 
 const run = promisify(execFile);
 let server: TestServer;
 let agentId: string;
 
 async function arcade(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, ARCADE_SERVER: server.grpc, ARCADE_DATA_DIR: path.join(server.dir, "data") };
+  const env = { ...process.env, ARCADE_SERVER: server.grpc, ARCADE_DATA_DIR: path.join(server.dir, "data"), ARCADE_CA: server.ca };
   try {
     const r = await run(process.execPath, [cliPath(), ...args], { env });
     return { code: 0, ...r };
@@ -106,6 +110,30 @@ describe("arcade CLI", () => {
     );
   });
 
+  it.skipIf(!hasGpg)("verifies a release whose statement was signed with gpg itself (armored and binary)", async () => {
+    await withGnupgHome(async (home) => {
+      await runGpg(["--quick-gen-key", "Gpg Release <gpg-release@acme.invalid>", "ed25519", "sign", "never"], undefined, home);
+      const keyring = path.join(tempDir(), "gpg-publishers.asc");
+      fs.writeFileSync(keyring, (await runGpg(["--armor", "--export"], undefined, home)).stdout);
+      const tgz = path.join(tempDir(), "console.tgz");
+      await arcade("plugin", "pack", path.join(EXAMPLES, "notify-console"), "-o", tgz);
+      // Write the statement with our tool, then let gpg make the only signature over it.
+      await arcade("plugin", "sign", tgz, "--key", (await publisher()).secretKeyFile);
+      const f = releaseFiles(tgz);
+      fs.rmSync(f.asc);
+      for (const [flags, out] of [
+        [["--armor", "--detach-sign"], f.asc],
+        [["--detach-sign"], f.sig],
+      ] as const) {
+        expect((await runGpg([...flags, "--output", out, f.statement], undefined, home)).code).toBe(0);
+        const v = await arcade("plugin", "verify", tgz, "--keyring", keyring);
+        expect(v.stdout).toMatch(/OpenPGP [0-9A-F]{40} Gpg Release <gpg-release@acme\.invalid>/);
+        expect(v.stdout).toMatch(/^VERIFIED notify\/console@1\.2\.0$/m);
+        fs.rmSync(out);
+      }
+    });
+  });
+
   it("submits a job, waits for it and prints the steps; exit 1 when the job fails", async () => {
     const ok = await arcade(
       "job",
@@ -141,7 +169,7 @@ describe("arcade CLI", () => {
     expect(badStage.stderr).toMatch(/^error INVALID_ARGUMENT: .*stage must be/);
     const noJob = await arcade("job", "status", "00000000-0000-0000-0000-000000000000");
     expect(noJob.stderr).toMatch(/^error JOB_NOT_FOUND/);
-    const env = { ...process.env, ARCADE_SERVER: server.grpc, ARCADE_ADMIN_TOKEN: "not-the-token-at-all" };
+    const env = { ...process.env, ARCADE_SERVER: server.grpc, ARCADE_CA: server.ca, ARCADE_ADMIN_TOKEN: "not-the-token-at-all" };
     const denied = await run(process.execPath, [cliPath(), "plugin", "list"], { env }).catch((e: { code: number; stderr: string }) => e);
     expect(denied.stderr).toMatch(/^error UNAUTHENTICATED/);
   });

@@ -8,9 +8,11 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { connectAdmin, publishFile } from "../../cli/admin-client.js";
 import { startAgentProcess, startServerProcess, type ArcadeProcess } from "../../cli/processes.js";
+import { call } from "../../proto/rpc.js";
 import { packPlugin } from "../../signing/pack.js";
 import { signRelease } from "../../signing/release.js";
 import { publisher } from "./keys.js";
+import { testCerts } from "./tls.js";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const EXAMPLES = path.join(REPO, "examples", "plugins");
@@ -50,6 +52,8 @@ async function databaseUrl(): Promise<string | undefined> {
 
 export type TestServer = {
   dir: string;
+  /** The CA to trust when the server speaks TLS (the default). */
+  ca: string | undefined;
   grpc: string;
   metrics: string;
   databaseUrl: string;
@@ -59,10 +63,19 @@ export type TestServer = {
   metricValue(name: string, labels: Record<string, string>): Promise<number>;
 };
 
-/** A server trusting the test publisher's keys unless extraToml brings its own [trust] section. */
-export async function startTestServer(extraToml = "", env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
+/**
+ * A server over TLS (the test CA) trusting the test publisher's keys, unless extraToml brings
+ * its own [tls] or [trust] section.
+ */
+export async function startTestServer(
+  extraToml = "",
+  env: NodeJS.ProcessEnv = {},
+  adminTls: { cert?: string; key?: string } = {},
+): Promise<TestServer> {
   const dir = tempDir("arcade-server-");
   const pub = await publisher();
+  const tls = await testCerts();
+  const tlsToml = extraToml.includes("[tls]") ? "" : `[tls]\ncert = "${tls.cert}"\nkey = "${tls.key}"\n`;
   const trust = extraToml.includes("[trust]")
     ? ""
     : `[trust]\nkeyring = "${pub.keyring}"\nsigstore_keys = [{ hint = "${pub.sigstore.hint}", key = "${pub.sigstore.publicKeyFile}" }]\n`;
@@ -70,14 +83,16 @@ export async function startTestServer(extraToml = "", env: NodeJS.ProcessEnv = {
   const file = path.join(dir, "config.toml");
   fs.writeFileSync(
     file,
-    `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "data"\npoll_interval = 1\n\n[database]\nurl = "${url}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n${trust}${extraToml}\n`,
+    `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "data"\npoll_interval = 1\n\n[database]\nurl = "${url}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n${tlsToml}${trust}${extraToml}\n`,
   );
   const { proc, grpc, metrics } = await startServerProcess(file, env);
   cleanups.push(() => proc.stop().then(() => undefined));
-  const admin = connectAdmin({ server: grpc, dataDir: path.join(dir, "data") });
+  const ca = tlsToml || extraToml.includes("cert =") ? tls.ca : undefined;
+  const admin = connectAdmin({ server: grpc, dataDir: path.join(dir, "data"), ca, ...adminTls });
   cleanups.push(() => admin.client.close());
   return {
     dir,
+    ca,
     grpc,
     metrics,
     databaseUrl: url,
@@ -96,26 +111,49 @@ export type TestAgent = {
   metricValue(name: string, labels: Record<string, string>): Promise<number>;
 };
 
+/**
+ * Creates and enrolls an agent (unless `dir` already holds its credential) and, by default,
+ * grants it every plugin, so tests about other things are not about ACLs.
+ */
 export async function startTestAgent(
-  server: { grpc: string },
+  server: TestServer,
   id = `agent-${randomBytes(3).toString("hex")}`,
   extraYaml = "",
   dir = tempDir("arcade-agent-"),
   env: NodeJS.ProcessEnv = {},
+  o: { grant?: string | false; labels?: Record<string, string> } = {},
 ): Promise<TestAgent & { id: string }> {
   const file = path.join(dir, "agent.yaml");
   const pub = await publisher();
+  if (!fs.existsSync(path.join(dir, "credential"))) {
+    const token = await enrollAgent(server, id, o.labels ?? {}, o.grant === undefined ? "*" : o.grant);
+    fs.writeFileSync(path.join(dir, "enrollment.token"), token, { mode: 0o600 });
+  }
+  const tls = extraYaml.includes("tls:") ? "" : `tls:\n  ca: ${(await testCerts()).ca}\n`;
   const trust = extraYaml.includes("trust:")
     ? ""
     : `trust:\n  keyring: ${pub.keyring}\n  sigstore_keys:\n    - hint: ${pub.sigstore.hint}\n      key: ${pub.sigstore.publicKeyFile}\n`;
   fs.writeFileSync(
     file,
-    `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${trust}${extraYaml}`,
+    `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\ncredential_file: credential\nenrollment_token_file: enrollment.token\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${tls}${trust}${extraYaml}`,
   );
   const { proc, metrics } = await startAgentProcess(file, env);
   cleanups.push(() => proc.stop().then(() => undefined));
-  await proc.waitFor((l) => l.step === "register");
+  await proc.waitFor((l) => l.msg === "registered with the server");
   return { id, dir, pluginsDir: path.join(dir, "plugins"), proc, metrics, metricValue: (name, labels) => scrape(metrics, name, labels) };
+}
+
+/** Creates an agent on the server (and a grant for it unless `grant` is false); returns its enrollment token. */
+export async function enrollAgent(
+  server: TestServer,
+  id: string,
+  labels: Record<string, string> = {},
+  grant: string | false = "*",
+): Promise<string> {
+  const { client, md } = server.admin;
+  const r = await call(client.createAgent, client, { agentId: id, labels, tokenTtlSeconds: 0 }, md);
+  if (grant !== false) await call(client.grantAcl, client, { subject: `agent:${id}`, pluginPattern: grant, versionRange: "" }, md);
+  return r.enrollmentToken;
 }
 
 export type SignWith = "openpgp" | "sigstore" | "both" | "none";

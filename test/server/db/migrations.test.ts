@@ -104,7 +104,7 @@ describe("sqlite", () => {
       recursive: true,
       filter: (src) => !src.includes("generated") && !src.includes("postgres"),
     });
-    const anchor = 'hostname     String         @default("")';
+    const anchor = "model Agent {";
     const schema = fs.readFileSync(SQLITE_SCHEMA, "utf8");
     expect(schema).toContain(anchor);
     fs.writeFileSync(path.join(dir, "schema.prisma"), schema.replace(anchor, `${anchor}\n  views Int @default(0)`));
