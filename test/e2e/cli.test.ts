@@ -174,6 +174,53 @@ describe("arcade CLI", () => {
     expect(denied.stderr).toMatch(/^error UNAUTHENTICATED/);
   });
 
+  it("manages agents, ACLs, admin tokens and reads the audit trail", async () => {
+    const created = await arcade("agent", "create", "cli-agent", "--labels", "os=linux,zone=eu");
+    expect(created.code).toBe(0);
+    expect(created.stdout.trim()).toMatch(/^arc_enroll_[A-Za-z0-9_-]+$/);
+    expect((await arcade("agent", "list")).stdout).toMatch(/cli-agent +awaiting enrollment +labels os=linux,zone=eu/);
+    const grant = await arcade("acl", "grant", "labels:zone=eu", "notify/*", "--versions", "^1.2");
+    expect(grant.code).toBe(0);
+    expect((await arcade("acl", "list")).stdout).toMatch(/labels:zone=eu +notify\/\* +>=1\.2\.0 <2\.0\.0-0/);
+    const yes = await arcade("acl", "check", "cli-agent", "notify/console@1.2.0");
+    expect([yes.code, yes.stdout]).toEqual([0, expect.stringMatching(/^ALLOWED: /)]);
+    const no = await arcade("acl", "check", "cli-agent", "notify/console@2.0.0");
+    expect([no.code, no.stdout]).toEqual([
+      1,
+      expect.stringMatching(/^DENIED: no grant for agent cli-agent covers notify\/console@2\.0\.0/),
+    ]);
+    expect((await arcade("acl", "grant", "labels:zone=eu", "notify*")).stderr).toMatch(/^error INVALID_ARGUMENT: /);
+    const auditorToken = (await arcade("admin", "token", "create", "--name", "cli-auditor", "--role", "auditor")).stdout.trim();
+    const asAuditor = { ...process.env, ARCADE_SERVER: server.grpc, ARCADE_CA: server.ca, ARCADE_ADMIN_TOKEN: auditorToken };
+    const denied = await run(process.execPath, [cliPath(), "agent", "create", "sneaky"], { env: asAuditor }).catch(
+      (e: { stderr: string }) => e,
+    );
+    expect(denied.stderr).toMatch(
+      /^error PERMISSION_DENIED: token "cli-auditor" has role auditor, which lacks the permission agent\.manage/,
+    );
+    const trail = await run(process.execPath, [cliPath(), "audit", "query", "--action", "acl.grant", "--json"], { env: asAuditor });
+    const events = trail.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { actor: string; outcome: string; details: { subject: string } });
+    expect(events.some((e) => e.actor === "admin:bootstrap" && e.outcome === "succeeded" && e.details.subject === "labels:zone=eu")).toBe(
+      true,
+    );
+    expect((await arcade("agent", "revoke", "cli-agent")).stdout).toContain("agent cli-agent revoked");
+  });
+
+  it("creates a local CA and certificates, and never overwrites the CA key", async () => {
+    const out = path.join(tempDir(), "pki");
+    const r = await arcade("certs", "init", "--out", out, "--hosts", "localhost,127.0.0.1", "--agents", "a1,a2");
+    expect(r.code).toBe(0);
+    for (const f of ["ca.pem", "ca.key", "server.pem", "server.key", "agents/a1.pem", "agents/a2.key"])
+      expect(fs.existsSync(path.join(out, f))).toBe(true);
+    expect(fs.statSync(path.join(out, "ca.key")).mode & 0o777).toBe(0o600);
+    expect((await arcade("certs", "init", "--out", out)).stderr).toMatch(/^error INVALID_ARGUMENT: .*ca\.key/);
+    expect((await arcade("certs", "init", "--out", out, "--agents", "a3", "--reuse-ca")).code).toBe(0);
+    expect(fs.existsSync(path.join(out, "agents", "a3.pem"))).toBe(true);
+  });
+
   it("serves /healthz and /metrics on the server and the agent", async () => {
     const h = await fetch(`http://${server.metrics}/healthz`);
     expect([h.status, await h.text()]).toEqual([200, "ok\n"]);
