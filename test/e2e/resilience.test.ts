@@ -37,10 +37,13 @@ describe("stuck jobs", () => {
     const marker = path.join(tempDir(), "pid");
     const jobId = await submit(agent.id, [`sleep 60 & echo $! > ${marker}; wait`], 120);
     await agent.proc.waitFor((l) => l.msg === "command" && l.job_id === jobId);
-    for (let i = 0; i < 100 && !fs.existsSync(marker); i++) await new Promise((r) => setTimeout(r, 50));
-    const sleeper = Number(fs.readFileSync(marker, "utf8"));
+    // the shell writes the background pid a moment after the command starts: wait for a whole number
+    const readPid = () => (fs.existsSync(marker) ? Number.parseInt(fs.readFileSync(marker, "utf8"), 10) : NaN);
+    for (let i = 0; i < 200 && !(readPid() > 1); i++) await new Promise((r) => setTimeout(r, 50));
+    const sleeper = readPid();
+    expect(sleeper).toBeGreaterThan(1);
     await agent.proc.stop("SIGTERM");
-    const job = await waitForJob(server.admin.client, server.admin.md, jobId, 10_000);
+    const job = await waitForJob(server.admin.client, server.admin.md, jobId, 30_000);
     expect([job.status, job.errorCode]).toEqual(["failed", "JOB_CANCELLED"]);
     expect(await gone(sleeper)).toBe(true);
   });
