@@ -17,7 +17,7 @@ import {
   verifyPublishRelease,
   type PublishHeader,
 } from "../plugins.js";
-import { peerOf, publicError, unary } from "./handler.js";
+import { peerOf, publicError, throttledAuth, unary } from "./handler.js";
 
 /**
  * Every admin RPC: authenticate the token (throttled), check the role holds the permission,
@@ -35,16 +35,7 @@ function adminRpc<Req, Res>(
 
 async function authorizeCall(ctx: ServerContext, call: SurfaceCall, rpc: string, permission: Permission): Promise<AdminIdentity> {
   const source = peerOf(call);
-  await ctx.throttle.gate(source);
-  let who: AdminIdentity;
-  try {
-    who = await authenticateAdmin(ctx.db, call.metadata);
-  } catch (e) {
-    ctx.throttle.recordFailure(source);
-    await ctx.audit.record({ actor: "unknown", action: "auth.admin", subject: rpc, outcome: "denied", reason: errorMessageOf(e), source });
-    throw e;
-  }
-  ctx.throttle.recordSuccess(source);
+  const who = await throttledAuth(ctx, call, "auth.admin", rpc, () => authenticateAdmin(ctx.db, call.metadata));
   try {
     authorize(who, permission);
   } catch (e) {

@@ -12,7 +12,7 @@ import type { ServerContext, SurfaceCall } from "../context.js";
 import { streamBlob } from "../download.js";
 import { claimJob, completeJob, recordStep } from "../jobs.js";
 import { findPublished } from "../plugins.js";
-import { peerOf, publicError, unary } from "./handler.js";
+import { peerOf, publicError, throttledAuth, unary } from "./handler.js";
 
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_INSTALLED = 10_000;
@@ -33,21 +33,7 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
       let who: { agentId: string; labels: Record<string, string> };
       const token = enrollmentToken(call.metadata);
       if (token) {
-        await ctx.throttle.gate(source);
-        try {
-          credential = await enroll(db, r.agentId, token);
-        } catch (e) {
-          ctx.throttle.recordFailure(source);
-          await ctx.audit.record({
-            actor: `agent:${r.agentId}`,
-            action: "agent.enroll",
-            outcome: "denied",
-            reason: errorMessageOf(e),
-            source,
-          });
-          throw e;
-        }
-        ctx.throttle.recordSuccess(source);
+        credential = await throttledAuth(ctx, call, "agent.enroll", r.agentId, () => enroll(db, r.agentId, token), `agent:${r.agentId}`);
         const agent = await db.agent.findUniqueOrThrow({ where: { id: r.agentId } });
         who = { agentId: r.agentId, labels: JSON.parse(agent.labels) as Record<string, string> };
         await ctx.audit.record({ actor: `agent:${r.agentId}`, action: "agent.enroll", outcome: "succeeded", source });
@@ -188,16 +174,7 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
 /** The calling agent, from its credential (throttled and audited on failure), checked against its client certificate under mTLS. */
 async function identifyAgent(ctx: ServerContext, call: SurfaceCall, rpc: string): Promise<AgentIdentity> {
   const source = peerOf(call);
-  await ctx.throttle.gate(source);
-  let who: AgentIdentity;
-  try {
-    who = await authenticateAgent(ctx.db, call.metadata);
-  } catch (e) {
-    ctx.throttle.recordFailure(source);
-    await ctx.audit.record({ actor: "unknown", action: "auth.agent", subject: rpc, outcome: "denied", reason: errorMessageOf(e), source });
-    throw e;
-  }
-  ctx.throttle.recordSuccess(source);
+  const who = await throttledAuth(ctx, call, "auth.agent", rpc, () => authenticateAgent(ctx.db, call.metadata));
   const certId = ctx.peerAgentId(call);
   if (certId !== undefined && certId !== who.agentId) {
     await ctx.audit.record({

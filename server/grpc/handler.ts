@@ -2,7 +2,8 @@
 // unexpected ones are logged in full and reach the caller only as INTERNAL.
 import type { sendUnaryData, ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import { ArcadeError, ErrorCode, errorCodeOf } from "../../signing/errors.js";
+import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../../signing/errors.js";
+import type { ServerContext, SurfaceCall } from "../context.js";
 import { toServiceError } from "./status.js";
 
 export function publicError(e: unknown, log: Logger, rpc: string): ReturnType<typeof toServiceError> {
@@ -28,5 +29,31 @@ export function peerOf(call: { getPeer(): string }): string {
     return call.getPeer();
   } catch {
     return "unknown";
+  }
+}
+
+/**
+ * Runs a credential check behind the per-host throttle: the source waits out what its earlier
+ * failures earned, and a failure is counted and audited under `action` (auth.agent, auth.admin,
+ * agent.enroll) before it is rethrown.
+ */
+export async function throttledAuth<T>(
+  ctx: ServerContext,
+  call: SurfaceCall,
+  action: string,
+  subject: string,
+  check: () => Promise<T>,
+  actor = "unknown",
+): Promise<T> {
+  const source = peerOf(call);
+  await ctx.throttle.gate(source);
+  try {
+    const who = await check();
+    ctx.throttle.recordSuccess(source);
+    return who;
+  } catch (e) {
+    ctx.throttle.recordFailure(source);
+    await ctx.audit.record({ actor, action, subject, outcome: "denied", reason: errorMessageOf(e), source });
+    throw e;
   }
 }
