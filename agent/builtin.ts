@@ -6,15 +6,22 @@
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
-import { sha256File } from "../signing/digest.js";
+import { sha256File, treeDigest } from "../signing/digest.js";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { safeExtract } from "../signing/extract.js";
 import { parsePluginRef, pluginKey } from "../signing/manifest.js";
 import { readReleaseFiles, verifyRelease, type TrustStore } from "../signing/release.js";
 import { checkManifestMatchesStatement, checkStatementMatches } from "../signing/statement.js";
 import type { PluginCache } from "./cache.js";
+import type { SelfTest } from "./selftest.js";
 
-export async function installBuiltins(cache: PluginCache, refs: string[], trust: TrustStore, log: Logger): Promise<void> {
+export async function installBuiltins(
+  cache: PluginCache,
+  refs: string[],
+  trust: TrustStore,
+  log: Logger,
+  selfTest?: SelfTest,
+): Promise<void> {
   for (const s of refs) {
     const { id, version } = parsePluginRef(s);
     const file = path.join(cache.root, "builtin", `${pluginKey(id, version)}.tgz`);
@@ -26,7 +33,8 @@ export async function installBuiltins(cache: PluginCache, refs: string[], trust:
     }
     const ref = { pluginId: id, version, ...digest };
     if (cache.lookup(ref)?.builtin) continue;
-    const { statement } = await verifyRelease(await readReleaseFiles(file), trust);
+    const release = await readReleaseFiles(file);
+    const { statement } = await verifyRelease(release, trust);
     checkStatementMatches(statement, { id, version, sha256: digest.sha256, size: digest.size }, `built-in ${file}`);
     const { dir, bytes, manifest } = await safeExtract(file, cache.tempDir);
     try {
@@ -35,7 +43,20 @@ export async function installBuiltins(cache: PluginCache, refs: string[], trust:
       await fsp.rm(dir, { recursive: true, force: true });
       throw e;
     }
-    await cache.install(ref, dir, bytes, true);
+    if (selfTest) {
+      try {
+        await selfTest(dir, manifest!);
+      } catch (e) {
+        await cache.quarantineDir(dir, pluginKey(id, version), { code: ErrorCode.SELF_TEST_FAILED, message: (e as Error).message });
+        throw e;
+      }
+    }
+    const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+    await cache.install(ref, dir, bytes, {
+      builtin: true,
+      treeDigest: await treeDigest(dir),
+      release: { statement: b64(release.statement), openpgp: release.openpgp.map(b64), sigstore: release.sigstore },
+    });
     log.info({ plugin_id: id, version, sha256: digest.sha256 }, "built-in plugin verified and installed");
   }
 }

@@ -10,13 +10,20 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
+import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { pluginKey } from "../signing/manifest.js";
 
 export type PluginIdentity = { pluginId: string; version: string; sha256: string; size: number };
 
+/** The release as verified at install (base64 statement and OpenPGP signatures, Sigstore JSON). */
+export type StoredRelease = { statement: string; openpgp: string[]; sigstore: string[] };
+
 export type CacheEntry = PluginIdentity & {
   /** Directory relative to the cache root. */
   dir: string;
+  /** signing/digest.ts treeDigest of the installed files, for later re-verification. */
+  treeDigest: string;
+  release?: StoredRelease;
   builtin: boolean;
   /** Bytes on disk after extraction, counted against cache_size. */
   diskBytes: number;
@@ -36,10 +43,11 @@ export class PluginCache {
     private readonly log: Logger,
   ) {}
 
-  static async open(root: string, maxBytes: number, log: Logger): Promise<PluginCache> {
+  static async open(root: string, maxBytes: number, log: Logger, o: { lock?: boolean } = {}): Promise<PluginCache> {
     const c = new PluginCache(root, maxBytes, log);
     for (const d of ["builtin", "downloaded", "temp", "temp/downloads", "quarantine"])
       await fsp.mkdir(path.join(root, d), { recursive: true, mode: 0o700 });
+    if (o.lock !== false) acquireLock(root);
     await c.load();
     await c.sweep();
     return c;
@@ -74,7 +82,13 @@ export class PluginCache {
   }
 
   /** Moves a verified, extracted directory into place, then records it: from here it is usable. */
-  async install(ref: PluginIdentity, extractedDir: string, diskBytes: number, builtin = false): Promise<CacheEntry> {
+  async install(
+    ref: PluginIdentity,
+    extractedDir: string,
+    diskBytes: number,
+    o: { builtin?: boolean; treeDigest: string; release?: StoredRelease },
+  ): Promise<CacheEntry> {
+    const builtin = o.builtin === true;
     const key = pluginKey(ref.pluginId, ref.version);
     const rel = path.join(builtin ? "builtin" : "downloaded", key);
     const dest = path.join(this.root, rel);
@@ -85,7 +99,16 @@ export class PluginCache {
     await fsp.rm(dest, { recursive: true, force: true });
     await fsp.rename(extractedDir, dest);
     const now = Date.now();
-    const entry: CacheEntry = { ...ref, dir: rel, builtin, diskBytes, installedAt: now, lastUsedAt: now };
+    const entry: CacheEntry = {
+      ...ref,
+      dir: rel,
+      builtin,
+      diskBytes,
+      treeDigest: o.treeDigest,
+      release: o.release,
+      installedAt: now,
+      lastUsedAt: now,
+    };
     this.entries.set(key, entry);
     await this.save();
     await this.evict();
@@ -122,6 +145,31 @@ export class PluginCache {
       evicted.push(key);
     }
     return evicted;
+  }
+
+  isInUse(e: CacheEntry): boolean {
+    return this.inUse.has(pluginKey(e.pluginId, e.version));
+  }
+
+  /** Unlists an installed entry and moves its files to quarantine/ with the reason beside them. */
+  async quarantine(e: CacheEntry, reason: { code: string; message: string }): Promise<string> {
+    const key = pluginKey(e.pluginId, e.version);
+    this.entries.delete(key);
+    await this.save();
+    return this.quarantineDir(path.join(this.root, e.dir), key, reason);
+  }
+
+  /** Moves any directory (e.g. a plugin that failed its self-test) to quarantine/<key>-<time>/. */
+  async quarantineDir(dir: string, key: string, reason: { code: string; message: string }): Promise<string> {
+    const dest = path.join(this.root, "quarantine", `${key.replace("/", "~")}-${Date.now()}`);
+    await fsp.mkdir(dest, { recursive: true, mode: 0o700 });
+    await fsp.rename(dir, path.join(dest, "files")).catch(() => fsp.rm(dir, { recursive: true, force: true }));
+    await fsp.writeFile(
+      path.join(dest, "reason.json"),
+      `${JSON.stringify({ plugin: key, ...reason, at: new Date().toISOString() }, null, 2)}\n`,
+    );
+    this.log.warn({ plugin: key, code: reason.code, reason: reason.message, quarantine: dest }, "plugin quarantined");
+    return dest;
   }
 
   async persistUsage(): Promise<void> {
@@ -225,5 +273,46 @@ async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * One agent per cache directory: a second one would sweep the first one's installs. The lock
+ * file holds the owner's pid; a lock whose process is gone (kill -9) is taken over.
+ */
+function acquireLock(root: string): void {
+  const file = path.join(root, ".lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+      process.once("exit", () => {
+        try {
+          if (fs.readFileSync(file, "utf8").trim() === String(process.pid)) fs.rmSync(file);
+        } catch {
+          // already gone
+        }
+      });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const owner = Number.parseInt(fs.readFileSync(file, "utf8"), 10);
+      if (owner > 0 && owner !== process.pid && isAlive(owner)) {
+        throw new ArcadeError(
+          ErrorCode.CONFIG_INVALID,
+          `plugin cache ${root} is in use by another agent (pid ${owner}): give each agent its own plugins.directory (to re-verify a running agent's cache, send it SIGHUP)`,
+        );
+      }
+      fs.rmSync(file, { force: true }); // stale: its owner died without cleaning up
+    }
+  }
+  throw new ArcadeError(ErrorCode.CONFIG_INVALID, `could not lock plugin cache ${root}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }

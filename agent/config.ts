@@ -37,6 +37,17 @@ const Schema = z.strictObject({
       // Pre-installed plugins: builtin/<id>@<version>.tgz, verified and cached at start.
       builtin: z.array(pluginRef).default([]),
       max_parallel_downloads: z.number().int().min(1).max(32).default(4),
+      // seconds between full re-verifications of the cache (files and signatures); 0 turns it off
+      verify_interval: z
+        .number()
+        .int()
+        .min(0)
+        .max(30 * 86_400)
+        .default(3600),
+      // seconds a newly installed plugin gets to pass its self-test
+      self_test_timeout: z.number().int().min(1).max(600).default(30),
+      // attempts per download (resuming each time) before the job fails
+      download_attempts: z.number().int().min(1).max(20).default(5),
       // MB; the agent's own cap on one plugin, whatever a server announces
       max_plugin_size: z.number().int().min(1).max(2047).default(1024),
     })
@@ -79,6 +90,9 @@ export type AgentConfig = {
   builtin: string[];
   maxParallelDownloads: number;
   maxPluginBytes: number;
+  verifyIntervalMs: number;
+  selfTestTimeoutMs: number;
+  downloadAttempts: number;
   trust: { keyring?: string; sigstoreKeys: { hint: string; key: string }[] };
   workDir: string;
   credentialFile: string;
@@ -127,6 +141,9 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
     builtin: c.plugins.builtin,
     maxParallelDownloads: c.plugins.max_parallel_downloads,
     maxPluginBytes: c.plugins.max_plugin_size * MIB,
+    verifyIntervalMs: c.plugins.verify_interval * 1000,
+    selfTestTimeoutMs: c.plugins.self_test_timeout * 1000,
+    downloadAttempts: c.plugins.download_attempts,
     trust: {
       keyring: c.trust.keyring ? path.resolve(base, c.trust.keyring) : undefined,
       sigstoreKeys: c.trust.sigstore_keys.map((k) => ({ hint: k.hint, key: path.resolve(base, k.key) })),

@@ -9,13 +9,14 @@ import type { Logger } from "pino";
 import type { AgentServiceClient, DownloadPluginResponse } from "../proto/gen/arcade/v1/agent.js";
 import type { Release as WireRelease } from "../proto/gen/arcade/v1/plugin.js";
 import { bearer, fromServiceError, isTransient } from "../proto/rpc.js";
-import { HashCounter } from "../signing/digest.js";
+import { HashCounter, treeDigest } from "../signing/digest.js";
 import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { safeExtract } from "../signing/extract.js";
-import { pluginKey } from "../signing/manifest.js";
+import { pluginKey, type PluginManifest } from "../signing/manifest.js";
 import { describeSigner, verifyRelease, type ReleaseSigner, type TrustStore, type VerifiedRelease } from "../signing/release.js";
 import { checkManifestMatchesStatement, checkStatementMatches, type ReleaseStatement } from "../signing/statement.js";
-import type { CacheEntry, PluginCache, PluginIdentity } from "./cache.js";
+import type { CacheEntry, PluginCache, PluginIdentity, StoredRelease } from "./cache.js";
+import type { SelfTest } from "./selftest.js";
 import type { AgentMetrics } from "./metrics.js";
 
 export type DownloaderOptions = {
@@ -29,6 +30,8 @@ export type DownloaderOptions = {
   timeoutMs: number;
   /** The agent's own cap on one plugin's size. */
   maxPluginBytes?: number;
+  /** The gate a verified plugin must pass before it is marked usable (agent/selftest.ts). */
+  selfTest?: SelfTest;
   attempts?: number;
 };
 
@@ -64,11 +67,12 @@ export class Downloader {
     const log = this.o.log.child({ plugin_id: ref.pluginId, version: ref.version });
     try {
       checkSizeLimit(ref, this.o.maxPluginBytes);
-      const { part, statement, signers } = await this.fetchWithRetries(ref, log);
+      const { part, statement, signers, release } = await this.fetchWithRetries(ref, log);
       const { dir, bytes, manifest } = await safeExtract(part, this.o.cache.tempDir);
       try {
         checkManifestMatchesStatement(manifest, statement);
-        const entry = await this.o.cache.install(ref, dir, bytes);
+        await this.selfTestOrQuarantine(dir, manifest!, ref);
+        const entry = await this.o.cache.install(ref, dir, bytes, { treeDigest: await treeDigest(dir), release: storable(release) });
         await fsp.rm(part, { force: true });
         const secs = Number(process.hrtime.bigint() - started) / 1e9;
         this.o.metrics.downloads.inc({ plugin_id: ref.pluginId, version: ref.version, status: "success" });
@@ -93,6 +97,18 @@ export class Downloader {
       this.o.metrics.downloads.inc({ plugin_id: ref.pluginId, version: ref.version, status: errorCodeOf(e) });
       log.error({ step: "download", code: errorCodeOf(e), reason: errorMessageOf(e) }, "plugin download refused");
       throw e;
+    }
+  }
+
+  /** Self-test gate: a failing plugin's files go to quarantine/ with the reason, never into the cache. */
+  private async selfTestOrQuarantine(dir: string, manifest: PluginManifest, ref: PluginIdentity): Promise<void> {
+    if (!this.o.selfTest) return;
+    try {
+      await this.o.selfTest(dir, manifest);
+    } catch (e) {
+      const err = e instanceof ArcadeError ? e : new ArcadeError(ErrorCode.SELF_TEST_FAILED, errorMessageOf(e));
+      await this.o.cache.quarantineDir(dir, pluginKey(ref.pluginId, ref.version), { code: err.code, message: err.message });
+      throw err;
     }
   }
 
@@ -127,12 +143,14 @@ export class Downloader {
     const closed = once(out, "close");
     let statement: ReleaseStatement | undefined;
     let signers: ReleaseSigner[] = [];
+    let release: WireRelease | undefined;
     try {
       for await (const msg of call as AsyncIterable<DownloadPluginResponse>) {
         const p = msg.payload;
         if (p?.$case === "header") {
           checkHeader(p.value.plugin, p.value.offset, ref, offset);
           ({ statement, signers } = await verifySignedRelease(p.value.release, this.o.trust, ref));
+          release = p.value.release;
         } else if (p?.$case === "chunk") {
           if (!statement) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, "server sent data before the header");
           checkSizeBound(hash.size + p.value.length, ref);
@@ -158,11 +176,11 @@ export class Downloader {
       await fsp.rm(part, { force: true });
       throw e;
     }
-    return { part, statement, signers };
+    return { part, statement, signers, release: release! };
   }
 }
 
-type Fetched = { part: string; statement: ReleaseStatement; signers: ReleaseSigner[] };
+type Fetched = { part: string; statement: ReleaseStatement; signers: ReleaseSigner[]; release: WireRelease };
 
 /** Signature first, against the agent's keyring; then the statement must name the job's plugin and bytes. */
 async function verifySignedRelease(release: WireRelease | undefined, trust: TrustStore, ref: PluginIdentity): Promise<VerifiedRelease> {
@@ -254,4 +272,9 @@ function checkComplete(hash: HashCounter, ref: PluginIdentity): void {
       `${pluginKey(ref.pluginId, ref.version)}: downloaded bytes hash to ${got}, expected ${ref.sha256}; nothing was installed`,
     );
   }
+}
+
+function storable(r: WireRelease): StoredRelease {
+  const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+  return { statement: b64(r.statement), openpgp: r.openpgpSignatures.map(b64), sigstore: r.sigstoreBundles };
 }

@@ -16,6 +16,8 @@ import { Downloader } from "./downloader.js";
 import { executeJob } from "./executor.js";
 import { AgentMetrics } from "./metrics.js";
 import { Reporter } from "./reporter.js";
+import { sandboxSelfTest } from "./selftest.js";
+import { verifyCache } from "./verify-cache.js";
 import { disableInspectorActivation } from "./sandbox/runner.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -30,7 +32,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const trust = await loadTrustStore(config.trust);
   log.info({ openpgp_keys: trust.openpgp.length, sigstore_keys: trust.sigstore.map((k) => k.hint) }, "trust store loaded");
   const cache = await PluginCache.open(config.pluginsDir, config.cacheSizeBytes, log);
-  await installBuiltins(cache, config.builtin, trust, log);
+  const selfTest = sandboxSelfTest({ tempDir: cache.tempDir, timeoutMs: config.selfTestTimeoutMs });
+  await installBuiltins(cache, config.builtin, trust, log, selfTest);
 
   // Fail at start, not in the poll loop, when the agent can neither present a credential nor enroll.
   if (!readCredential(config.credentialFile)) registerMetadata(undefined, readEnrollmentToken(config), config.credentialFile);
@@ -46,7 +49,19 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     log,
     timeoutMs: config.downloadTimeoutMs,
     maxPluginBytes: config.maxPluginBytes,
+    attempts: config.downloadAttempts,
+    selfTest,
   });
+  // Scheduled and on-demand (SIGHUP) re-verification of everything in the cache.
+  let verifying: Promise<unknown> | undefined;
+  const reverify = () => {
+    verifying ??= verifyCache(cache, trust, log)
+      .catch((err: unknown) => log.error({ err }, "cache re-verification failed"))
+      .finally(() => (verifying = undefined));
+  };
+  const verifyTimer = config.verifyIntervalMs > 0 ? setInterval(reverify, config.verifyIntervalMs) : undefined;
+  verifyTimer?.unref();
+  process.on("SIGHUP", reverify);
   // Stopping the agent cancels the running job: its commands and plugins are killed, not orphaned.
   const abort = new AbortController();
   const reporter = new Reporter(client, tokenOf, log);
@@ -138,6 +153,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     stop: async () => {
       stopping = true;
       abort.abort();
+      if (verifyTimer) clearInterval(verifyTimer);
+      process.off("SIGHUP", reverify);
       wake?.();
       await loop;
       client.close();

@@ -2,7 +2,11 @@
 // `arcade admin token create` and `arcade audit query`: the operator's, security team's and
 // auditor's commands over AdminService.
 import type { Command } from "commander";
+import { PluginCache } from "../agent/cache.js";
 import { loadAgentConfig } from "../agent/config.js";
+import { verifyCache } from "../agent/verify-cache.js";
+import { loadTrustStore } from "../keys/truststore.js";
+import { createLogger } from "./log.js";
 import { readCredential, writeCredential } from "../agent/credential.js";
 import { AgentServiceClient } from "../proto/gen/arcade/v1/agent.js";
 import { CLIENT_OPTIONS, bearer, call, channelCredentials } from "../proto/rpc.js";
@@ -79,6 +83,20 @@ export function registerAdminCommands(program: Command, agent: Command, withConn
       await writeCredential(cfg.credentialFile, r.credential);
       console.log(`credential rotated; new credential written to ${cfg.credentialFile}`);
       client.close();
+    });
+
+  agent
+    .command("verify-cache")
+    .description("re-verify every installed plugin (files and signatures); failures are quarantined; exit 1 if any")
+    .option("-c, --config <file>", "agent config (YAML)")
+    .action(async (o: { config?: string }) => {
+      const cfg = loadAgentConfig(o.config);
+      const log = createLogger("arcade-agent");
+      const cache = await PluginCache.open(cfg.pluginsDir, cfg.cacheSizeBytes, log);
+      const r = await verifyCache(cache, await loadTrustStore(cfg.trust), log);
+      console.log(`checked ${r.checked}, ok ${r.ok}, quarantined ${r.quarantined.length}`);
+      for (const q of r.quarantined) console.log(`  quarantined ${q.plugin}: ${q.code}: ${q.message}`);
+      if (r.quarantined.length > 0) process.exitCode = 1;
     });
 
   const acl = program.command("acl").description("which agents may use which plugins (deny by default)");

@@ -37,7 +37,11 @@ export function fromServiceError(e: unknown): ArcadeError {
     return new ArcadeError(wire.code, wire.message, { grpcStatus: se.code });
   }
   if (se.code === status.UNAVAILABLE) {
-    return new ArcadeError(ErrorCode.DOWNLOAD_FAILED, `server unavailable: ${se.details}`, { grpcStatus: se.code, transient: true });
+    return new ArcadeError(
+      ErrorCode.SERVER_UNAVAILABLE,
+      `cannot reach the server (or its TLS handshake failed: check the address, --ca and the client certificate): ${se.details}`,
+      { grpcStatus: se.code, transient: true },
+    );
   }
   if (se.code === status.DEADLINE_EXCEEDED) {
     return new ArcadeError(ErrorCode.DOWNLOAD_TIMEOUT, `deadline exceeded: ${se.details}`, { grpcStatus: se.code, transient: true });
@@ -72,7 +76,11 @@ export type TlsFiles = { ca?: string; cert?: string; key?: string };
 
 /** TLS when a CA is given (with a client certificate for mTLS when cert and key are), else plaintext. */
 export function channelCredentials(t: TlsFiles | undefined): ChannelCredentials {
-  if (!t?.ca) return credentials.createInsecure();
+  if (!t?.ca) {
+    if (t?.cert || t?.key)
+      throw new ArcadeError(ErrorCode.CONFIG_INVALID, "tls: a client certificate needs the server's CA too (tls.ca / --ca)");
+    return credentials.createInsecure();
+  }
   const read = (f: string) => {
     try {
       return fs.readFileSync(f);

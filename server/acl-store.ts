@@ -22,12 +22,21 @@ export class AclStore {
 
   async grants(): Promise<Grant[]> {
     const rows = await this.db.aclGrant.findMany({ orderBy: { createdAt: "asc" } });
-    return rows.map((r) => ({
-      id: r.id,
-      subject: parseSubject(r.subject),
-      pluginPattern: r.pluginPattern,
-      versionRange: r.versionRange ?? undefined,
-    }));
+    const grants: Grant[] = [];
+    for (const r of rows) {
+      // A row this code cannot read grants nothing (fail closed) and must not break every decision.
+      try {
+        grants.push({
+          id: r.id,
+          subject: parseSubject(r.subject),
+          pluginPattern: r.pluginPattern,
+          versionRange: r.versionRange ?? undefined,
+        });
+      } catch {
+        continue;
+      }
+    }
+    return grants;
   }
 
   /** Validates and stores a grant; returns its id. */

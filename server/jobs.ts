@@ -75,7 +75,8 @@ export async function claimJob(db: Db, who: AclIdentity, acl: AclStore, audit?: 
     where: { status: "pending", OR: [{ targetAgentId: null }, { targetAgentId: who.agentId }] },
     orderBy: { createdAt: "asc" },
     select: { id: true, targetAgentId: true, plugins: { select: { pluginId: true, version: true } } },
-    take: 50,
+    // Enough that jobs this agent may not run cannot hide the ones it may.
+    take: 500,
   });
   if (candidates.length === 0) return undefined;
   const grants = await acl.grants();

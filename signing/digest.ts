@@ -3,6 +3,8 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { lstat, readdir } from "node:fs/promises";
+import { join, relative, sep } from "node:path";
 
 const CHUNK = 256 * 1024;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -42,4 +44,30 @@ export async function sha256File(path: string): Promise<{ sha256: string; size: 
     counter.update(chunk as Buffer);
   }
   return { sha256: counter.digest(), size: counter.size };
+}
+
+/**
+ * Digest of an extracted plugin tree: every directory and file by relative path, with each
+ * file's executable bit and SHA-256, in sorted order. Recorded at install so the cache can be
+ * re-verified later without keeping the tarball; any added, removed or changed file changes it.
+ */
+export async function treeDigest(root: string): Promise<string> {
+  const lines: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const name of (await readdir(dir)).sort()) {
+      const abs = join(dir, name);
+      const rel = relative(root, abs).split(sep).join("/");
+      const st = await lstat(abs);
+      if (st.isDirectory()) {
+        lines.push(`d ${rel}`);
+        await walk(abs);
+      } else if (st.isFile()) {
+        lines.push(`f ${rel} ${st.mode & 0o111 ? "x" : "-"} ${(await sha256File(abs)).sha256}`);
+      } else {
+        lines.push(`? ${rel}`); // never produced by safeExtract: its presence alone changes the digest
+      }
+    }
+  };
+  await walk(root);
+  return createHash("sha256").update(lines.join("\n")).digest("hex");
 }

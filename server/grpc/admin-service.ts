@@ -8,6 +8,7 @@ import { checkJobDispatchable } from "../acl-store.js";
 import { authenticateAdmin, authorize, createAdminToken, createEnrollmentToken, type AdminIdentity, type Permission } from "../auth.js";
 import type { ServerContext, SurfaceCall } from "../context.js";
 import { getJob, submitJob } from "../jobs.js";
+import { findPublished } from "../plugins.js";
 import { describeSigner, type VerifiedRelease } from "../../signing/release.js";
 import {
   checkInnerManifest,
@@ -91,11 +92,24 @@ export function adminService(ctx: ServerContext): AdminServiceServer {
 
     submitJob: adminRpc(ctx, "SubmitJob", "job.submit", async (call, who) => {
       const r = call.request;
-      await checkJobDispatchable(
-        ctx.acl,
-        r.agentId,
-        r.plugins.map((p) => ({ id: p.pluginId, version: p.version })),
-      );
+      for (const p of r.plugins) await findPublished(db, p.pluginId, p.version); // PLUGIN_NOT_FOUND before any ACL verdict
+      try {
+        await checkJobDispatchable(
+          ctx.acl,
+          r.agentId,
+          r.plugins.map((p) => ({ id: p.pluginId, version: p.version })),
+        );
+      } catch (e) {
+        await ctx.audit.record({
+          actor: `admin:${who.name}`,
+          action: "job.submit",
+          subject: r.agentId,
+          outcome: "denied",
+          reason: errorMessageOf(e),
+          source: peerOf(call),
+        });
+        throw e;
+      }
       const jobId = await submitJob(db, r, ctx.config.jobs);
       ctx.metrics.jobs.inc({ event: "submitted" });
       log.info({ job_id: jobId, plugins: r.plugins.length, target: r.agentId || undefined, by: who.name }, "job submitted");
@@ -184,7 +198,7 @@ export function adminService(ctx: ServerContext): AdminServiceServer {
 
     createAdminToken: adminRpc(ctx, "CreateAdminToken", "token.manage", async (call, who) => {
       const token = await createAdminToken(db, call.request.name, call.request.role, who.name);
-      await changed(who, call, "token.create", call.request.name, { role: call.request.role });
+      await changed(who, call, "token.create", call.request.name, { grantedRole: call.request.role });
       return { token };
     }),
 
@@ -240,6 +254,8 @@ async function createAgent(ctx: ServerContext, agentId: string, labels: Record<s
     create: { id: agentId, labels: JSON.stringify(normalized), createdBy: by },
     update: { labels: JSON.stringify(normalized) },
   });
+  // One live enrollment token per agent: a new one cancels any earlier unused one.
+  await ctx.db.enrollmentToken.deleteMany({ where: { agentId, usedAt: null } });
   const { token, expiresAt } = await createEnrollmentToken(ctx.db, agentId, ttl);
   return { agentId, token, expiresAt };
 }

@@ -33,6 +33,17 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
       let who: { agentId: string; labels: Record<string, string> };
       const token = enrollmentToken(call.metadata);
       if (token) {
+        const certId = ctx.peerAgentId(call);
+        if (certId !== undefined && certId !== r.agentId) {
+          await ctx.audit.record({
+            actor: `agent:${r.agentId}`,
+            action: "agent.enroll",
+            outcome: "denied",
+            reason: `client certificate names agent ${certId || "(none)"}`,
+            source,
+          });
+          throw new ArcadeError(ErrorCode.PERMISSION_DENIED, `the client certificate does not name agent ${r.agentId}`);
+        }
         credential = await throttledAuth(ctx, call, "agent.enroll", r.agentId, () => enroll(db, r.agentId, token), `agent:${r.agentId}`);
         const agent = await db.agent.findUniqueOrThrow({ where: { id: r.agentId } });
         who = { agentId: r.agentId, labels: JSON.parse(agent.labels) as Record<string, string> };

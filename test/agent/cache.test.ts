@@ -26,7 +26,7 @@ describe("plugin cache", () => {
   it("installs atomically, finds entries by index + stat, and makes files read-only", async () => {
     const c = await PluginCache.open(root(), 100 * MB, log);
     expect(c.lookup(ref("a"))).toBeUndefined();
-    const e = await c.install(ref("a"), staged(c, "a"), 1000);
+    const e = await c.install(ref("a"), staged(c, "a"), 1000, { treeDigest: "t" });
     expect(c.lookup(ref("a"))?.dir).toBe(e.dir);
     expect(c.lookup(ref("a", "b".repeat(64)))).toBeUndefined(); // same id@version, other bytes: a miss
     expect(fs.statSync(path.join(c.dirOf(e), "index.mjs")).mode & 0o222).toBe(0);
@@ -36,8 +36,8 @@ describe("plugin cache", () => {
 
   it("removes at start what a crash left: unlisted dirs, extraction leftovers, entries whose dir vanished", async () => {
     const c = await PluginCache.open(root(), 100 * MB, log);
-    const kept = await c.install(ref("kept"), staged(c, "kept"), 10);
-    const gone = await c.install(ref("gone"), staged(c, "gone"), 10);
+    const kept = await c.install(ref("kept"), staged(c, "kept"), 10, { treeDigest: "t" });
+    const gone = await c.install(ref("gone"), staged(c, "gone"), 10, { treeDigest: "t" });
     fs.mkdirSync(path.join(c.root, "downloaded", "t", "half@1.0.0"), { recursive: true }); // moved but never indexed
     staged(c, "leftover");
     fs.writeFileSync(c.partialPath(ref("p")), "partial"); // kept for resume
@@ -60,13 +60,13 @@ describe("plugin cache", () => {
 
   it("evicts least recently used downloads past cache_size, never built-ins or plugins in use", async () => {
     const c = await PluginCache.open(root(), 3 * MB, log);
-    await c.install(ref("builtin"), staged(c, "builtin"), MB, true);
-    const old = await c.install(ref("old"), staged(c, "old"), MB);
+    await c.install(ref("builtin"), staged(c, "builtin"), MB, { builtin: true, treeDigest: "t" });
+    const old = await c.install(ref("old"), staged(c, "old"), MB, { treeDigest: "t" });
     const release = c.acquire(old); // in use by a job
     await new Promise((r) => setTimeout(r, 5));
-    await c.install(ref("mid"), staged(c, "mid"), MB);
+    await c.install(ref("mid"), staged(c, "mid"), MB, { treeDigest: "t" });
     await new Promise((r) => setTimeout(r, 5));
-    await c.install(ref("new"), staged(c, "new"), MB); // 4 MB > 3 MB: one must go
+    await c.install(ref("new"), staged(c, "new"), MB, { treeDigest: "t" }); // 4 MB > 3 MB: one must go
     expect(
       c
         .list()
@@ -74,7 +74,7 @@ describe("plugin cache", () => {
         .sort(),
     ).toEqual(["t/builtin", "t/new", "t/old"]);
     release();
-    await c.install(ref("newer"), staged(c, "newer"), MB);
+    await c.install(ref("newer"), staged(c, "newer"), MB, { treeDigest: "t" });
     expect(
       c
         .list()
@@ -86,8 +86,8 @@ describe("plugin cache", () => {
 
   it("keeps the index consistent under concurrent installs", async () => {
     const c = await PluginCache.open(root(), 100 * MB, log);
-    await Promise.all(["a", "b", "c", "d", "e"].map((n) => c.install(ref(n), staged(c, n), 10)));
-    const reopened = await PluginCache.open(c.root, 100 * MB, log);
+    await Promise.all(["a", "b", "c", "d", "e"].map((n) => c.install(ref(n), staged(c, n), 10, { treeDigest: "t" })));
+    const reopened = await PluginCache.open(c.root, 100 * MB, log, { lock: false });
     expect(reopened.list()).toHaveLength(5);
   });
 });

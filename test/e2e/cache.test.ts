@@ -1,0 +1,226 @@
+// The agent's cache as a real agent process uses it: the self-test gate and quarantine,
+// re-verification of installed files and signatures, one agent per directory, a download that
+// survives a server restart, and kill -9 at random moments leaving nothing half-installed usable.
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PluginCache } from "../../agent/cache.js";
+import { verifyCache } from "../../agent/verify-cache.js";
+import { waitForJob } from "../../cli/jobs.js";
+import { cliPath, startServerProcess } from "../../cli/processes.js";
+import { loadTrustStore } from "../../keys/truststore.js";
+import { Stage } from "../../proto/gen/arcade/v1/plugin.js";
+import { call } from "../../proto/rpc.js";
+import { cleanup, pack, startTestAgent, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
+import { publisher } from "../helpers/keys.js";
+
+const run = promisify(execFile);
+let server: TestServer;
+afterAll(cleanup);
+beforeAll(async () => {
+  server = await startTestServer(`[jobs]\nreap_interval = 1\nreport_grace = 0\n`);
+});
+
+async function publishPlugin(id: string, source: string, files: Record<string, Buffer | string> = {}) {
+  const p = await pack(writePlugin({ id, version: "1.0.0", stages: ["before"], source, files }));
+  await server.publish(p.file);
+  return p;
+}
+
+async function runJob(agentId: string, pluginIds: string[], timeoutSeconds = 60) {
+  const { client, md } = server.admin;
+  const plugins = pluginIds.map((pluginId, i) => ({
+    pluginId,
+    version: "1.0.0",
+    stage: Stage.STAGE_BEFORE,
+    executionOrder: i,
+    configJson: "{}",
+  }));
+  const { jobId } = await call(client.submitJob, client, { commands: ["true"], plugins, agentId, timeoutSeconds }, md);
+  return jobId;
+}
+
+const indexOf = (pluginsDir: string) =>
+  Object.keys((JSON.parse(fs.readFileSync(path.join(pluginsDir, "index.json"), "utf8")) as { entries: Record<string, unknown> }).entries);
+
+describe("self-test gate", () => {
+  for (const [what, source, expectInReason] of [
+    [
+      "a failing selfTest",
+      "export const before = async () => 1;\nexport async function selfTest() { throw new Error('database driver missing'); }\n",
+      "database driver missing",
+    ],
+    [
+      "a selfTest that hangs",
+      "export const before = async () => 1;\nexport function selfTest() { return new Promise(() => {}); }\n",
+      "PLUGIN_TIMEOUT",
+    ],
+    ["a module missing a declared stage", "export const after = async () => 1;\n", "before"],
+  ] as const) {
+    it(`quarantines ${what}: never usable, reason kept, job fails SELF_TEST_FAILED`, async () => {
+      const id = `gate/p${randomBytes(3).toString("hex")}`;
+      await publishPlugin(id, source);
+      const agent = await startTestAgent(server, undefined, "", undefined, { ARCADE_AGENT_PLUGINS_SELF_TEST_TIMEOUT: "2" });
+      const job = await waitForJob(server.admin.client, server.admin.md, await runJob(agent.id, [id]), 60_000);
+      expect([job.status, job.errorCode]).toEqual(["failed", "SELF_TEST_FAILED"]);
+      expect(indexOf(agent.pluginsDir)).not.toContain(`${id}@1.0.0`);
+      const q = fs.readdirSync(path.join(agent.pluginsDir, "quarantine")).filter((d) => d.startsWith(id.replace("/", "~")));
+      expect(q).toHaveLength(1);
+      const reason = JSON.parse(fs.readFileSync(path.join(agent.pluginsDir, "quarantine", q[0]!, "reason.json"), "utf8")) as {
+        code: string;
+        message: string;
+      };
+      expect(reason.code).toBe("SELF_TEST_FAILED");
+      expect(reason.message).toContain(expectInReason);
+      expect(fs.existsSync(path.join(agent.pluginsDir, "downloaded", ...id.split("/").slice(0, 1), `${id.split("/")[1]}@1.0.0`))).toBe(
+        false,
+      );
+    });
+  }
+});
+
+describe("cache re-verification", () => {
+  it("quarantines a plugin whose installed files changed, and one whose signer is no longer trusted", async () => {
+    const a = await publishPlugin("verify/tampered", "export const before = async () => 'a';\n");
+    const b = await publishPlugin("verify/untrusted", "export const before = async () => 'b';\n");
+    const c = await publishPlugin("verify/fine", "export const before = async () => 'c';\n");
+    const agent = await startTestAgent(server);
+    const job = await waitForJob(server.admin.client, server.admin.md, await runJob(agent.id, [a.id, b.id, c.id]), 60_000);
+    expect(job.status).toBe("succeeded");
+    await agent.proc.stop();
+
+    const file = path.join(agent.pluginsDir, "downloaded", "verify", "tampered@1.0.0", "index.mjs");
+    fs.chmodSync(file, 0o644);
+    fs.appendFileSync(file, "\n// backdoor\n");
+    const cfg = path.join(agent.dir, "agent.yaml");
+    const r = await run(process.execPath, [cliPath(), "agent", "verify-cache", "--config", cfg]).catch(
+      (e: { code: number; stdout: string }) => e,
+    );
+    expect(r.stdout).toMatch(/checked 3, ok 2, quarantined 1/);
+    expect(r.stdout).toMatch(/quarantined verify\/tampered@1\.0\.0: CHECKSUM_MISMATCH/);
+    expect((r as { code?: number }).code).toBe(1);
+    expect(indexOf(agent.pluginsDir).sort()).toEqual(["verify/fine@1.0.0", "verify/untrusted@1.0.0"]);
+
+    // The publisher's key is dropped from the keyring (e.g. after a compromise): cached copies go too.
+    const other = await publisher("other-org");
+    const cache = await PluginCache.open(agent.pluginsDir, 1 << 30, pino({ level: "silent" }));
+    const report = await verifyCache(cache, await loadTrustStore({ keyring: other.keyring }), pino({ level: "silent" }));
+    expect(report.quarantined.map((q) => [q.plugin, q.code]).sort()).toEqual([
+      ["verify/fine@1.0.0", "KEY_UNKNOWN"],
+      ["verify/untrusted@1.0.0", "KEY_UNKNOWN"],
+    ]);
+    expect(cache.list()).toEqual([]);
+  });
+
+  it("runs on SIGHUP in a running agent; a second agent on the same directory is refused", async () => {
+    const p = await publishPlugin("verify/hup", "export const before = async () => 'h';\n");
+    const agent = await startTestAgent(server);
+    expect((await waitForJob(server.admin.client, server.admin.md, await runJob(agent.id, [p.id]), 60_000)).status).toBe("succeeded");
+    agent.proc.child.kill("SIGHUP");
+    const line = await agent.proc.waitFor((l) => l.msg === "cache re-verified");
+    expect([line.checked, line.quarantined]).toEqual([1, 0]);
+    const second = await run(process.execPath, [cliPath(), "agent", "verify-cache", "--config", path.join(agent.dir, "agent.yaml")]).catch(
+      (e: { stderr: string }) => e,
+    );
+    expect(second.stderr).toMatch(/^error CONFIG_INVALID: plugin cache .* is in use by another agent \(pid \d+\)/);
+  });
+});
+
+describe("resilience", () => {
+  it("resumes a 64 MiB download after the server restarts mid-transfer, and completes it", async () => {
+    const srv = await startTestServer();
+    const big = await pack(
+      writePlugin({
+        id: "resume/big",
+        version: "1.0.0",
+        stages: ["before"],
+        source: "export const before = async () => 'big';\n",
+        files: { "blob.bin": randomBytes(64 * 1024 * 1024) },
+      }),
+    );
+    await srv.publish(big.file);
+    const agent = await startTestAgent(srv, undefined, "", undefined, {});
+    const { client, md } = srv.admin;
+    const { jobId } = await call(
+      client.submitJob,
+      client,
+      {
+        commands: [],
+        plugins: [{ pluginId: big.id, version: "1.0.0", stage: Stage.STAGE_BEFORE, executionOrder: 1, configJson: "{}" }],
+        agentId: agent.id,
+        timeoutSeconds: 300,
+      },
+      md,
+    );
+    // Kill the server once a few MiB have arrived, then start it again on the same port and data.
+    const part = path.join(agent.pluginsDir, "temp", "downloads", "resume~big@1.0.0.part");
+    for (let i = 0; i < 400 && !(fs.existsSync(part) && fs.statSync(part).size > 4 * 1024 * 1024); i++)
+      await new Promise((r) => setTimeout(r, 25));
+    await srv.proc.stop("SIGKILL");
+    const cut = fs.statSync(part).size;
+    expect(cut).toBeLessThan(big.size);
+    const port = srv.grpc.split(":").pop()!;
+    const restarted = await startServerProcess(path.join(srv.dir, "config.toml"), { ARCADE_SERVER_LISTEN: `"127.0.0.1:${port}"` });
+    try {
+      const job = await waitForJob(client, md, jobId, 120_000);
+      expect(job.status).toBe("succeeded");
+      const served = await restarted.proc.waitFor((l) => l.msg === "plugin served" && l.plugin_id === big.id);
+      expect(Number(served.offset)).toBeGreaterThan(0); // resumed, not restarted from zero
+      expect(Number(served.offset) + Number(served.bytes)).toBe(big.size);
+    } finally {
+      await restarted.proc.stop();
+    }
+  });
+
+  it("kill -9 at random moments during 100 installs leaves only complete, verified entries", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const p = await pack(
+        writePlugin({
+          id: `crash/p${i}`,
+          version: "1.0.0",
+          stages: ["before"],
+          source: "export const before = async () => 1;\n",
+          files: { "data.bin": randomBytes(64 * 1024) },
+        }),
+      );
+      await server.publish(p.file);
+      ids.push(p.id);
+    }
+    const dir = tempDir("arcade-crashloop-");
+    const agentId = `crash-${randomBytes(3).toString("hex")}`;
+    let kills = 0;
+    for (let round = 0; round < 60; round++) {
+      const agent = await startTestAgent(server, agentId, "", dir);
+      const installed = new Set(fs.existsSync(path.join(agent.pluginsDir, "index.json")) ? indexOf(agent.pluginsDir) : []);
+      const missing = ids.filter((id) => !installed.has(`${id}@1.0.0`));
+      if (missing.length === 0) {
+        await agent.proc.stop();
+        break;
+      }
+      await runJob(agentId, missing.slice(0, 8), 5);
+      await new Promise((r) => setTimeout(r, 150 + Math.random() * 900));
+      await agent.proc.stop("SIGKILL");
+      kills++;
+    }
+    expect(kills).toBeGreaterThan(5);
+    // What a fresh start sees must be exactly the complete, verified installs.
+    const log = pino({ level: "silent" });
+    const cache = await PluginCache.open(path.join(dir, "plugins"), 1 << 30, log);
+    const report = await verifyCache(cache, await loadTrustStore({ keyring: (await publisher()).keyring }), log);
+    expect(report.quarantined).toEqual([]);
+    expect(report.ok).toBe(cache.list().length);
+    expect(report.ok).toBeGreaterThan(50);
+    const onDisk = fs.readdirSync(path.join(dir, "plugins", "downloaded", "crash"));
+    expect(onDisk.sort()).toEqual(
+      cache
+        .list()
+        .map((e) => `${e.pluginId.split("/")[1]}@${e.version}`)
+        .sort(),
+    );
+  });
+});
