@@ -65,6 +65,14 @@ const Schema = z.strictObject({
   // or ARCADE_AGENT_ENROLLMENT_TOKEN over writing the token into this file).
   enrollment_token: z.string().min(16).optional(),
   enrollment_token_file: z.string().min(1).optional(),
+  sandbox: z
+    .strictObject({
+      // Plugins whose manifest asks for the network get it only if this policy allows it.
+      allow_network: z.boolean().default(false),
+      // Fail closed: refuse to run plugins where no namespace layer (bubblewrap/unshare) can cut the network.
+      require_network_isolation: z.boolean().default(false),
+    })
+    .prefault({}),
   work_dir: z.string().min(1).default("./arcade-agent/work"),
   // seconds between FetchJob calls when idle (the server may ask for more)
   poll_interval: z.number().int().min(1).max(300).default(2),
@@ -95,6 +103,7 @@ export type AgentConfig = {
   downloadAttempts: number;
   trust: { keyring?: string; sigstoreKeys: { hint: string; key: string }[] };
   workDir: string;
+  sandbox: { allowNetwork: boolean; requireNetworkIsolation: boolean };
   credentialFile: string;
   enrollmentToken?: string;
   enrollmentTokenFile?: string;
@@ -149,6 +158,7 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
       sigstoreKeys: c.trust.sigstore_keys.map((k) => ({ hint: k.hint, key: path.resolve(base, k.key) })),
     },
     workDir: path.resolve(base, c.work_dir),
+    sandbox: { allowNetwork: c.sandbox.allow_network, requireNetworkIsolation: c.sandbox.require_network_isolation },
     credentialFile: path.resolve(base, c.credential_file),
     enrollmentToken: c.enrollment_token,
     enrollmentTokenFile: c.enrollment_token_file ? path.resolve(base, c.enrollment_token_file) : undefined,

@@ -26,6 +26,8 @@ export type ExecutorDeps = {
   maxOutputBytes: number;
   /** Aborted when the agent stops: commands are killed and remaining plugin steps skipped. */
   signal?: AbortSignal;
+  /** Sandbox policy for every plugin process of the job (network, fail-closed isolation). */
+  sandbox?: { allowNetwork: boolean; requireNetworkIsolation: boolean };
 };
 
 const ORDER: StageName[] = ["before", "on_success", "on_failure", "after"];
@@ -176,6 +178,7 @@ async function runPluginStep(
         manifest: installed.manifest,
         workRoot: ctx.jobDir,
         jobWorkspace: ctx.workspace,
+        sandbox: d.sandbox,
       });
       procs.set(key, proc);
     }

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import type { Logger } from "pino";
 import { AgentServiceClient, type Job } from "../proto/gen/arcade/v1/agent.js";
 import { CLIENT_OPTIONS, bearer, call, channelCredentials } from "../proto/rpc.js";
-import { ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { loadTrustStore } from "../keys/truststore.js";
 import { installBuiltins } from "./builtin.js";
 import { readCredential, registerMetadata, writeCredential } from "./credential.js";
@@ -16,6 +16,7 @@ import { Downloader } from "./downloader.js";
 import { executeJob } from "./executor.js";
 import { AgentMetrics } from "./metrics.js";
 import { Reporter } from "./reporter.js";
+import { detectSandbox, formatSandboxReport } from "./sandbox/detect.js";
 import { sandboxSelfTest } from "./selftest.js";
 import { verifyCache } from "./verify-cache.js";
 import { disableInspectorActivation } from "./sandbox/runner.js";
@@ -32,7 +33,16 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const trust = await loadTrustStore(config.trust);
   log.info({ openpgp_keys: trust.openpgp.length, sigstore_keys: trust.sigstore.map((k) => k.hint) }, "trust store loaded");
   const cache = await PluginCache.open(config.pluginsDir, config.cacheSizeBytes, log);
-  const selfTest = sandboxSelfTest({ tempDir: cache.tempDir, timeoutMs: config.selfTestTimeoutMs });
+  // Which isolation layers this machine gives plugins, said once at start (and by `arcade agent doctor`).
+  const sandbox = await detectSandbox();
+  log.info({ sandbox: sandbox.layers }, formatSandboxReport(sandbox));
+  if (config.sandbox.requireNetworkIsolation && !sandbox.layers.namespaces) {
+    throw new ArcadeError(
+      ErrorCode.SANDBOX_UNAVAILABLE,
+      "sandbox.require_network_isolation is set but no namespace layer works here (install bubblewrap, or allow user namespaces); refusing to run plugins",
+    );
+  }
+  const selfTest = sandboxSelfTest({ tempDir: cache.tempDir, timeoutMs: config.selfTestTimeoutMs, sandbox: config.sandbox });
   await installBuiltins(cache, config.builtin, trust, log, selfTest);
 
   // Fail at start, not in the poll loop, when the agent can neither present a credential nor enroll.
@@ -131,6 +141,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             maxParallelDownloads: config.maxParallelDownloads,
             maxOutputBytes: config.maxOutputBytes,
             signal: abort.signal,
+            sandbox: config.sandbox,
           });
           metrics.jobs.inc({ status: ok ? "succeeded" : "failed" });
           continue; // there may be more work queued: ask again at once

@@ -10,7 +10,11 @@ import { PluginProcess } from "./sandbox/runner.js";
 
 export type SelfTest = (pluginDir: string, manifest: PluginManifest) => Promise<void>;
 
-export function sandboxSelfTest(o: { tempDir: string; timeoutMs: number; sandbox?: Record<string, unknown> }): SelfTest {
+export function sandboxSelfTest(o: {
+  tempDir: string;
+  timeoutMs: number;
+  sandbox?: { allowNetwork: boolean; requireNetworkIsolation: boolean };
+}): SelfTest {
   return async (pluginDir, manifest) => {
     const key = pluginKey(manifest.id, manifest.version);
     const root = await fsp.mkdtemp(path.join(o.tempDir, ".selftest-"));

@@ -4,6 +4,7 @@
 import type { Command } from "commander";
 import { PluginCache } from "../agent/cache.js";
 import { loadAgentConfig } from "../agent/config.js";
+import { runDoctor } from "../agent/doctor.js";
 import { verifyCache } from "../agent/verify-cache.js";
 import { loadTrustStore } from "../keys/truststore.js";
 import { createLogger } from "./log.js";
@@ -85,6 +86,12 @@ export function registerAdminCommands(program: Command, agent: Command, withConn
       client.close();
     });
 
+  agent
+    .command("doctor")
+    .description("show which isolation layers plugins get on this machine, and how to enable the missing ones")
+    .action(async () => {
+      console.log(await runDoctor());
+    });
   agent
     .command("verify-cache")
     .description("re-verify every installed plugin (files and signatures); failures are quarantined; exit 1 if any")

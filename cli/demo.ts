@@ -113,6 +113,8 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
     );
     const agent = await startAgentProcess(path.join(tmp, "agent.yaml"));
     started.push(agent.proc);
+    const sandboxLine = agent.proc.lines.find((l) => String(l.msg).startsWith("sandbox:"));
+    if (sandboxLine) console.log(`agent   ${String(sandboxLine.msg)}`);
     agent.proc.onLine((l) => {
       if (l.step && STEP_NO[l.step]) console.log(`  [${STEP_NO[l.step]}] ${describe(l)}`);
     });

@@ -46,6 +46,7 @@ export const ErrorCode = {
   JOB_TIMEOUT: "JOB_TIMEOUT",
   JOB_CANCELLED: "JOB_CANCELLED",
   INTERNAL: "INTERNAL",
+  SANDBOX_UNAVAILABLE: "SANDBOX_UNAVAILABLE",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,7 +1,9 @@
 // Process-level plumbing shared by every plugin process: killing a plugin's whole process group,
 // remembering live groups so an exiting agent takes them down, and the agent's SIGUSR1 guard.
 
-import type { SandboxLimits } from "./spawn-plan.js";
+import { constants } from "node:os";
+
+import type { ExitHints, SandboxLimits } from "./spawn-plan.js";
 import type { TailBuffer } from "./output.js";
 
 /**
@@ -25,7 +27,7 @@ export function killGroup(pid: number): void {
 }
 
 // Detached children outlive the agent, so groups still running when the agent exits are killed
-// here. (A SIGKILLed agent cannot do this; the pid-namespace layer will cover that case.)
+// here. (A SIGKILLed agent cannot do this; bwrap's --die-with-parent and the pid namespace do.)
 const liveGroups = new Set<number>();
 let exitHookInstalled = false;
 
@@ -44,15 +46,43 @@ export function untrackGroup(pid: number): void {
 }
 
 /** Why the plugin process ended, with a hint for the limits that end it that way. */
-export function describeExit(code: number | null, signal: NodeJS.Signals | null, limits: SandboxLimits, stderr: TailBuffer): string {
+export function describeExit(
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  limits: SandboxLimits,
+  stderr: TailBuffer,
+  hints: ExitHints = {},
+): string {
+  // bwrap and the unshare layer's init report "killed by signal N" as exit code 128+N.
+  const byCode = hints.signalsAsCodes && code !== null && code > 128 && code < 128 + 65 ? signalName(code - 128) : undefined;
+  const sig = signal ?? byCode;
+  const how = signal ? `killed by ${signal}` : byCode ? `killed by ${byCode} (exit code ${code})` : `exited with code ${code}`;
   let what: string;
-  if (signal === "SIGABRT" || code === 134) {
+  if (sig === "SIGABRT" || code === 134) {
     what = `plugin process aborted; it most likely ran out of memory (heap limit ${limits.maxOldSpaceMb} MiB)`;
-  } else if (signal) {
-    what = `plugin process was killed by ${signal}`;
+  } else if (sig === "SIGXCPU") {
+    const limit = hints.cpuSeconds !== undefined ? ` of ${hints.cpuSeconds} s` : "";
+    what = `plugin process was ${how}: it used up its CPU time limit${limit}`;
+  } else if (sig === "SIGKILL" && hints.cpuSeconds !== undefined) {
+    // SIGXCPU comes first; SIGKILL a second later only if the plugin handled that.
+    what = `plugin process was ${how} (the kernel's out-of-memory killer, or the CPU time hard limit of ${hints.cpuSeconds + 1} s)`;
+  } else if (sig === "SIGSEGV" && hints.dataBytes !== undefined) {
+    what = `plugin process was ${how}; it may have hit the data size limit (${mib(hints.dataBytes)} MiB)`;
+  } else if (sig === "SIGXFSZ") {
+    const limit = hints.fileBytes !== undefined ? ` (${mib(hints.fileBytes)} MiB)` : "";
+    what = `plugin process was ${how}: it wrote a file over the size limit${limit}`;
+  } else if (sig) {
+    what = `plugin process was ${how}`;
   } else {
     what = `plugin process exited with code ${code}`;
   }
   const last = stderr.tail(512).trim();
   return last ? `${what}; stderr: ${last}` : what;
 }
+
+function signalName(n: number): NodeJS.Signals | undefined {
+  const entry = Object.entries(constants.signals).find(([, v]) => v === n);
+  return entry?.[0] as NodeJS.Signals | undefined;
+}
+
+const mib = (bytes: number) => Math.round((bytes / 1024 / 1024) * 10) / 10;

@@ -15,12 +15,14 @@ import { parseHostMessage, ProtocolViolation } from "./messages.js";
 import { TailBuffer } from "./output.js";
 import { LineDecoder, LineTooLongError, PROTOCOL_VERSION, SELF_TEST, TRUNCATED_MARKER, truncateUtf8 } from "./protocol.js";
 import type { HandlerName, HelloMessage, HostMessage, JobStatus, ResultMessage } from "./protocol.js";
-import { resolveLimits, type SandboxLimits } from "./spawn-plan.js";
+import { resolveLimits, type ExitHints, type SandboxLimits } from "./spawn-plan.js";
 import { describeExit, killGroup, trackGroup, untrackGroup } from "./process-group.js";
 
-export { DEFAULT_SANDBOX_LIMITS, type SandboxLimits, type SpawnLayer, type SpawnPlan } from "./spawn-plan.js";
+export { BASE_LAYERS, DEFAULT_SANDBOX_LIMITS, type SandboxLimits, type SpawnLayer, type SpawnPlan } from "./spawn-plan.js";
 export { disableInspectorActivation } from "./process-group.js";
 export type { PluginProcessOptions } from "./launch.js";
+export { detectSandbox, formatSandboxReport, type SandboxLayerName, type SandboxReport } from "./detect.js";
+export { DEFAULT_RLIMITS, killSlotProcesses, sandboxLayers, type RlimitOptions, type SandboxOptions } from "./layers.js";
 
 export interface StageOutcome {
   ok: boolean;
@@ -78,6 +80,7 @@ export class PluginProcess {
     private readonly opts: PluginProcessOptions,
     private readonly limits: SandboxLimits,
     workDir: string,
+    exitHints: ExitHints,
   ) {
     this.pid = child.pid!;
     this.workDir = workDir;
@@ -103,7 +106,7 @@ export class PluginProcess {
         untrackGroup(this.pid);
         // stderr too: the exit message quotes its tail.
         void Promise.race([Promise.all([channelClosed, this.outputsClosed]), delay(DRAIN_MS)]).then(() => {
-          this.death ??= { code: ErrorCode.PLUGIN_FAILED, message: describeExit(code, signal, limits, this.stderr) };
+          this.death ??= { code: ErrorCode.PLUGIN_FAILED, message: describeExit(code, signal, limits, this.stderr, exitHints) };
           resolve();
         });
       });
@@ -113,8 +116,8 @@ export class PluginProcess {
 
   static async start(opts: PluginProcessOptions): Promise<PluginProcess> {
     const limits = resolveLimits(opts.limits);
-    const { child, workDir } = await launch(opts, limits);
-    const proc = new PluginProcess(child, opts, limits, workDir);
+    const { child, workDir, plan } = await launch(opts, limits);
+    const proc = new PluginProcess(child, opts, limits, workDir, plan.exit ?? {});
     try {
       await proc.handshake(randomBytes(16).toString("hex"));
       return proc;

@@ -1,7 +1,8 @@
 // How a plugin process is started, as data: a SpawnPlan that isolation layers rewrite in turn.
-// Today only the base layer exists (a heap cap). The later sandbox layers (Node's permission
-// model, a uid drop, prlimit, unshare/bwrap) slot in as more SpawnLayers: node flags go in
-// `nodeFlags`, wrapper programs that exec node in `wrapper`, ids in `uid`/`gid`.
+// The base layer caps the heap; the sandbox layers of layers.ts (Node's permission model,
+// prlimit, a uid drop, bwrap/unshare) are more SpawnLayers: node flags go in `nodeFlags`, wrapper
+// programs that exec node in `wrapper`, ids in `uid`/`gid`, and a layer that must change the
+// filesystem first (chown the work dir...) does it in `prepare`.
 
 import { existsSync } from "node:fs";
 import path from "node:path";
@@ -73,10 +74,22 @@ export interface SpawnPlan {
   cwd: string;
   uid?: number;
   gid?: number;
+  /** What the runner needs to explain an exit; set by the layers that change how a process ends. */
+  exit?: ExitHints;
+}
+
+export interface ExitHints {
+  /** A wrapper (bwrap, the unshare init) reports a child killed by signal N as exit code 128+N. */
+  signalsAsCodes?: boolean;
+  cpuSeconds?: number;
+  dataBytes?: number;
+  fileBytes?: number;
 }
 
 export interface SpawnLayer {
   readonly name: string;
+  /** Runs before `apply`, once per process, after the work dir exists (e.g. chown it). */
+  prepare?(ctx: SpawnContext): Promise<void>;
   apply(plan: SpawnPlan, ctx: SpawnContext): SpawnPlan;
 }
 

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { LineDecoder, LineTooLongError, truncateUtf8 } from "../../../agent/sandbox/protocol.js";
 import { TailBuffer } from "../../../agent/sandbox/output.js";
 import {
+  BASE_LAYERS,
   DEFAULT_SANDBOX_LIMITS,
   disableInspectorActivation,
   PluginProcess,
@@ -158,6 +159,7 @@ describe("PluginProcess", () => {
   });
 
   it("times out a hanging stage and kills the whole process group", async () => {
+    // The group kill itself, without the sandbox layers (they forbid starting the grandchild).
     const proc = await start(
       {
         code: `
@@ -169,7 +171,7 @@ describe("PluginProcess", () => {
           }
         `,
       },
-      { limits: { stageTimeoutMs: 500 } },
+      { limits: { stageTimeoutMs: 500 }, layers: BASE_LAYERS },
     );
     const outcome = await proc.runStage("before", {}, job);
     expect(outcome.ok).toBe(false);
@@ -270,8 +272,10 @@ describe("PluginProcess", () => {
       const result = (await proc.runStage("before", {}, job)).result!;
       expect(result).not.toContain("s3cret-token");
       const env = JSON.parse(result) as Record<string, string>;
-      expect(Object.keys(env).every((k) => ["PATH", "HOME", "TMPDIR", "LANG", "TZ", "SLACK_CHANNEL"].includes(k))).toBe(true);
+      // bwrap always sets PWD to the directory it starts the plugin in: the work dir.
+      expect(Object.keys(env).filter((k) => !["PATH", "HOME", "TMPDIR", "LANG", "TZ", "SLACK_CHANNEL", "PWD"].includes(k))).toEqual([]);
       expect(env).toMatchObject({ HOME: proc.workDir, TMPDIR: proc.workDir, SLACK_CHANNEL: "#builds" });
+      if (env.PWD !== undefined) expect(env.PWD).toBe(proc.workDir);
     } finally {
       delete process.env.ARCADE_TEST_SECRET;
     }
