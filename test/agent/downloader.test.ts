@@ -1,6 +1,7 @@
 // The agent's downloader against a real server process: one transfer per plugin@version
 // however many callers ask at once, resume after bytes already on disk, and refusal of a
 // partial file that does not belong to the blob.
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -125,6 +126,31 @@ describe("downloader", () => {
     const wrong = { ...ref(), sha256: "f".repeat(64) };
     await expect(d.ensure(wrong)).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
     expect(fs.existsSync(cache.partialPath(wrong))).toBe(false);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("reports a full disk as DISK_FULL and leaves nothing usable or half-written", async () => {
+    const mnt = tempDir("arcade-full-");
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]);
+    try {
+      const cache = await PluginCache.open(mnt, 1 << 30, log, { lock: false });
+      const trust = await loadTrustStore({ keyring: (await publisher()).keyring });
+      const token = await claimAs("dl-diskfull");
+      const full = new Downloader({
+        client: agentClient,
+        trust,
+        token: () => token,
+        cache,
+        metrics: new AgentMetrics(),
+        log,
+        timeoutMs: 60_000,
+      });
+      await expect(full.ensure(ref())).rejects.toMatchObject({ code: "DISK_FULL", message: expect.stringContaining("no space left") });
+      expect(cache.lookup(ref())).toBeUndefined();
+      expect(fs.existsSync(cache.partialPath(ref()))).toBe(false);
+      expect(fs.readdirSync(path.join(mnt, "downloaded"))).toEqual([]);
+    } finally {
+      execFileSync("umount", ["-l", mnt]);
+    }
   });
 
   it("is refused a plugin no ACL grants it (ACL_DENIED), and the refusal does not name the plugin in metrics", async () => {
