@@ -83,6 +83,40 @@ describe("self-test gate", () => {
   }
 });
 
+describe("built-in plugins", () => {
+  it("are verified and self-tested like downloads, then serve jobs without a download", async () => {
+    const p = await publishPlugin("builtin/tool", "export const before = async () => 'shipped with the agent';\n");
+    const dir = tempDir("arcade-builtin-");
+    const shelf = path.join(dir, "plugins", "builtin", "builtin");
+    fs.mkdirSync(shelf, { recursive: true });
+    for (const suffix of ["", ".statement.json", ".statement.json.asc"])
+      fs.copyFileSync(`${p.file}${suffix}`, path.join(shelf, `tool@1.0.0.tgz${suffix}`));
+    const agent = await startTestAgent(server, undefined, "", dir, { ARCADE_AGENT_PLUGINS_BUILTIN: '["builtin/tool@1.0.0"]' });
+    await agent.proc.waitFor((l) => l.msg === "built-in plugin verified and installed");
+    const job = await waitForJob(server.admin.client, server.admin.md, await runJob(agent.id, [p.id]), 60_000);
+    expect(job.status).toBe("succeeded");
+    expect(job.steps[0]!.result).toBe("shipped with the agent");
+    expect(await agent.metricValue("plugin_cache_hit_total", { plugin_id: p.id })).toBe(1);
+    expect(await server.metricValue("plugin_download_total", { plugin_id: p.id })).toBe(0);
+  });
+
+  it("are refused at start when their release does not verify", async () => {
+    const p = await publishPlugin("builtin/forged", "export const before = async () => 1;\n");
+    const dir = tempDir("arcade-builtin-");
+    const shelf = path.join(dir, "plugins", "builtin", "builtin");
+    fs.mkdirSync(shelf, { recursive: true });
+    fs.copyFileSync(p.file, path.join(shelf, "forged@1.0.0.tgz"));
+    fs.writeFileSync(
+      path.join(shelf, "forged@1.0.0.tgz.statement.json"),
+      fs.readFileSync(`${p.file}.statement.json`, "utf8").replace('"size":', '"size":1'),
+    );
+    fs.copyFileSync(`${p.file}.statement.json.asc`, path.join(shelf, "forged@1.0.0.tgz.statement.json.asc"));
+    await expect(startTestAgent(server, undefined, "", dir, { ARCADE_AGENT_PLUGINS_BUILTIN: '["builtin/forged@1.0.0"]' })).rejects.toThrow(
+      /SIGNATURE_INVALID/,
+    );
+  });
+});
+
 describe("cache re-verification", () => {
   it("quarantines a plugin whose installed files changed, and one whose signer is no longer trusted", async () => {
     const a = await publishPlugin("verify/tampered", "export const before = async () => 'a';\n");
