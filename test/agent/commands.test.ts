@@ -1,10 +1,14 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+
+const dirs: string[] = [];
+const made = (d: string) => (dirs.push(d), d);
+afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 import { CappedBuffer, runCommands } from "../../agent/commands.js";
 
-const cwd = () => fs.mkdtempSync(path.join(os.tmpdir(), "arcade-cmd-"));
+const cwd = () => made(fs.mkdtempSync(path.join(os.tmpdir(), "arcade-cmd-")));
 const env = { PATH: process.env.PATH ?? "/usr/bin:/bin" };
 
 describe("job commands", () => {

@@ -1,12 +1,16 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+
+const dirs: string[] = [];
+const made = (d: string) => (dirs.push(d), d);
+afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 import { loadServerConfig } from "../../server/config.js";
 
 /** A config file; a [trust] keyring is added unless the body configures trust itself. */
 function write(body: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arcade-cfg-"));
+  const dir = made(fs.mkdtempSync(path.join(os.tmpdir(), "arcade-cfg-")));
   const f = path.join(dir, "config.toml");
   fs.writeFileSync(f, body.includes("[trust]") ? body : `${body}\n[trust]\nkeyring = "publishers.asc"\n`);
   return f;
