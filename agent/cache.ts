@@ -168,7 +168,8 @@ export class PluginCache {
       path.join(dest, "reason.json"),
       `${JSON.stringify({ plugin: key, ...reason, at: new Date().toISOString() }, null, 2)}\n`,
     );
-    this.log.warn({ plugin: key, code: reason.code, reason: reason.message, quarantine: dest }, "plugin quarantined");
+    const [pluginId, version] = key.split("@");
+    this.log.warn({ plugin_id: pluginId, version, code: reason.code, reason: reason.message, quarantine: dest }, "plugin quarantined");
     return dest;
   }
 

@@ -37,12 +37,13 @@ const Schema = z.strictObject({
       // Pre-installed plugins: builtin/<id>@<version>.tgz, verified and cached at start.
       builtin: z.array(pluginRef).default([]),
       max_parallel_downloads: z.number().int().min(1).max(32).default(4),
-      // seconds between full re-verifications of the cache (files and signatures); 0 turns it off
+      // seconds between full re-verifications of the cache (files and signatures); 0 turns it off;
+      // at most 24 days (a longer timer overflows Node's setInterval)
       verify_interval: z
         .number()
         .int()
         .min(0)
-        .max(30 * 86_400)
+        .max(24 * 86_400)
         .default(3600),
       // seconds a newly installed plugin gets to pass its self-test
       self_test_timeout: z.number().int().min(1).max(600).default(30),
@@ -124,6 +125,12 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
     throw new ArcadeError(
       ErrorCode.CONFIG_INVALID,
       `${source}: server: refusing plaintext gRPC to ${c.server}; use a loopback address or set insecure: true if the network is protected otherwise`,
+    );
+  }
+  if ((c.tls.cert || c.tls.key) && !c.tls.ca) {
+    throw new ArcadeError(
+      ErrorCode.CONFIG_INVALID,
+      `${source}: tls.ca: required with tls.cert/tls.key (a client certificate never goes over plaintext)`,
     );
   }
   if (!c.trust.keyring && c.trust.sigstore_keys.length === 0) {

@@ -90,7 +90,9 @@ export class Downloader {
         );
         return entry;
       } catch (e) {
+        // Nothing of a refused plugin stays behind: not the extraction, not the downloaded bytes.
         await fsp.rm(dir, { recursive: true, force: true });
+        await fsp.rm(part, { force: true });
         throw diskError(e, this.o.cache.root) ?? e;
       }
     } catch (e) {
@@ -107,7 +109,9 @@ export class Downloader {
       await this.o.selfTest(dir, manifest);
     } catch (e) {
       const err = e instanceof ArcadeError ? e : new ArcadeError(ErrorCode.SELF_TEST_FAILED, errorMessageOf(e));
-      await this.o.cache.quarantineDir(dir, pluginKey(ref.pluginId, ref.version), { code: err.code, message: err.message });
+      if (err.code === ErrorCode.SELF_TEST_FAILED) {
+        await this.o.cache.quarantineDir(dir, pluginKey(ref.pluginId, ref.version), { code: err.code, message: err.message });
+      }
       throw err;
     }
   }

@@ -65,13 +65,19 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   // Scheduled and on-demand (SIGHUP) re-verification of everything in the cache.
   let verifying: Promise<unknown> | undefined;
   const reverify = () => {
-    verifying ??= verifyCache(cache, trust, log)
+    // Each pass reloads the keyring files, so a key removed from them stops counting at once,
+    // for re-verification and for downloads alike (the downloader reads the same object).
+    verifying ??= loadTrustStore(config.trust)
+      .then((fresh) => Object.assign(trust, fresh))
+      .then(() => verifyCache(cache, trust, log))
       .catch((err: unknown) => log.error({ err }, "cache re-verification failed"))
       .finally(() => (verifying = undefined));
   };
   const verifyTimer = config.verifyIntervalMs > 0 ? setInterval(reverify, config.verifyIntervalMs) : undefined;
   verifyTimer?.unref();
   process.on("SIGHUP", reverify);
+  // One pass soon after start, in the background: the cache may have been changed while we were down.
+  setTimeout(reverify, 1000).unref();
   // Stopping the agent cancels the running job: its commands and plugins are killed, not orphaned.
   const abort = new AbortController();
   const reporter = new Reporter(client, tokenOf, log);

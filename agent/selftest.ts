@@ -37,7 +37,8 @@ export function sandboxSelfTest(o: {
           `${key} failed its self-test: ${r.error?.code ?? ""} ${r.error?.message ?? ""}`.trim(),
         );
     } catch (e) {
-      if (e instanceof ArcadeError && e.code === ErrorCode.SELF_TEST_FAILED) throw e;
+      // The host's fault, not the plugin's: report it as such and never quarantine a good plugin for it.
+      if (e instanceof ArcadeError && (e.code === ErrorCode.SELF_TEST_FAILED || e.code === ErrorCode.SANDBOX_UNAVAILABLE)) throw e;
       throw new ArcadeError(ErrorCode.SELF_TEST_FAILED, `${key} failed its self-test: ${errorMessageOf(e)}`, {
         cause: e instanceof ArcadeError ? e.code : undefined,
       });

@@ -52,6 +52,8 @@ describe("agent config", () => {
     [`id: a\nserver: 127.0.0.1:1\nplugins:\n  max_parallel_downloads: 0\n`, "plugins.max_parallel_downloads"],
     [`- a\n- b\n`, "mapping"],
     [`id: a\nserver: 127.0.0.1:1\ntrust: {}\n`, "trust.keyring: required"],
+    [`id: a\nserver: 127.0.0.1:1\ntls:\n  cert: c.pem\n  key: k.pem\n`, "tls.ca: required"],
+    [`id: a\nserver: 127.0.0.1:1\nplugins:\n  verify_interval: 2592000\n`, "plugins.verify_interval"],
   ])("names the offending key: %s", (yaml, key) => {
     expect(() => loadAgentConfig(write(yaml), {})).toThrow(
       expect.objectContaining({ code: "CONFIG_INVALID", message: expect.stringContaining(key) }),

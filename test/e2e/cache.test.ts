@@ -154,8 +154,11 @@ describe("cache re-verification", () => {
     const p = await publishPlugin("verify/hup", "export const before = async () => 'h';\n");
     const agent = await startTestAgent(server);
     expect((await waitForJob(server.admin.client, server.admin.md, await runJob(agent.id, [p.id]), 60_000)).status).toBe("succeeded");
+    // (a pass also runs a second after start: wait for the one SIGHUP causes)
+    await agent.proc.waitFor((l) => l.msg === "cache re-verified");
+    const seen = agent.proc.lines.length;
     agent.proc.child.kill("SIGHUP");
-    const line = await agent.proc.waitFor((l) => l.msg === "cache re-verified");
+    const line = await agent.proc.waitFor((l) => l.msg === "cache re-verified" && agent.proc.lines.indexOf(l) >= seen);
     expect([line.checked, line.quarantined]).toEqual([1, 0]);
     const second = await run(process.execPath, [cliPath(), "agent", "verify-cache", "--config", path.join(agent.dir, "agent.yaml")]).catch(
       (e: { stderr: string }) => e,
