@@ -86,6 +86,13 @@ const Schema = z.strictObject({
     .min(1024)
     .max(64 * MIB)
     .default(MIB),
+  // bytes of a plugin's ctx.log() lines reported per step (the server keeps at most its own jobs.max_step_log_bytes)
+  max_step_log_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(16 * MIB)
+    .default(64 * 1024),
 });
 
 export type AgentConfig = {
@@ -111,6 +118,7 @@ export type AgentConfig = {
   pollIntervalMs: number;
   metricsListen: string;
   maxOutputBytes: number;
+  maxStepLogBytes: number;
   overrides: string[];
 };
 
@@ -172,6 +180,7 @@ export function loadAgentConfig(file: string | undefined, env: NodeJS.ProcessEnv
     pollIntervalMs: c.poll_interval * 1000,
     metricsListen: c.metrics_listen,
     maxOutputBytes: c.max_output_bytes,
+    maxStepLogBytes: c.max_step_log_bytes,
     overrides: applied,
   };
 }

@@ -10,6 +10,7 @@ import { StepStatus } from "../proto/gen/arcade/v1/plugin.js";
 import { stageName, type StageName } from "../proto/stages.js";
 import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { parseManifest, pluginKey, type PluginManifest } from "../signing/manifest.js";
+import { capLines } from "../signing/text.js";
 import type { CacheEntry, PluginCache } from "./cache.js";
 import { runCommands } from "./commands.js";
 import type { Downloader } from "./downloader.js";
@@ -24,6 +25,8 @@ export type ExecutorDeps = {
   workDir: string;
   maxParallelDownloads: number;
   maxOutputBytes: number;
+  /** Bytes of a plugin's ctx.log() lines reported per step. */
+  maxStepLogBytes: number;
   /** Aborted when the agent stops: commands are killed and remaining plugin steps skipped. */
   signal?: AbortSignal;
   /** Sandbox policy for every plugin process of the job (network, fail-closed isolation). */
@@ -162,7 +165,7 @@ async function runPluginStep(
   const stage = stageName(s.stage)!;
   const startedAt = Date.now();
   await d.reporter.step({ jobId: job.jobId, stepId: s.stepId, status: StepStatus.STEP_STATUS_RUNNING, startedAtMs: startedAt });
-  let outcome: { ok: boolean; result: string | null; error?: { code: string; message: string }; completedAt: number };
+  let outcome: { ok: boolean; result: string | null; error?: { code: string; message: string }; logs?: string[]; completedAt: number };
   try {
     const installed = entries.get(key)!;
     if (!installed.manifest.stages.includes(stage)) {
@@ -201,6 +204,7 @@ async function runPluginStep(
     errorMessage: outcome.error?.message ?? "",
     startedAtMs: startedAt,
     completedAtMs: completedAt,
+    logs: capLines(outcome.logs ?? [], d.maxStepLogBytes),
   });
   if (outcome.ok) return { ok: true };
   return {

@@ -146,6 +146,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             workDir: config.workDir,
             maxParallelDownloads: config.maxParallelDownloads,
             maxOutputBytes: config.maxOutputBytes,
+            maxStepLogBytes: config.maxStepLogBytes,
             signal: abort.signal,
             sandbox: config.sandbox,
           });

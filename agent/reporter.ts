@@ -15,7 +15,7 @@ export class Reporter {
   ) {}
 
   async step(r: Partial<ReportStepRequest> & { jobId: string; stepId: string; status: StepStatus }): Promise<void> {
-    const req: ReportStepRequest = { result: "", errorMessage: "", errorCode: "", startedAtMs: 0, completedAtMs: 0, ...r };
+    const req: ReportStepRequest = { result: "", errorMessage: "", errorCode: "", startedAtMs: 0, completedAtMs: 0, logs: [], ...r };
     await this.send("ReportStep", () => call(this.client.reportStep, this.client, req, bearer(this.token())));
   }
 

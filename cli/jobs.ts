@@ -9,6 +9,7 @@ import { stageFromName, stageName, stepStatusName } from "../proto/stages.js";
 import { StepStatus } from "../proto/gen/arcade/v1/plugin.js";
 import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
 import { parsePluginRef } from "../signing/manifest.js";
+import { neutralizeBlock, neutralizeLine } from "../signing/text.js";
 import { parseWith } from "../signing/validation.js";
 
 const JobFile = z.strictObject({
@@ -84,10 +85,11 @@ export async function waitForJob(client: AdminServiceClient, md: Metadata, jobId
   }
 }
 
+/** A job report for a terminal. Everything agents and plugins wrote is untrusted: neutralised. */
 export function formatJob(j: JobStatus): string {
   const ts = (ms: number) => (ms ? new Date(ms).toISOString().slice(11, 23) : "-");
   const lines = [
-    `job ${j.jobId}: ${j.status}${j.agentId ? ` on ${j.agentId}` : ""}${j.errorCode ? ` (${j.errorCode}: ${j.errorMessage})` : ""}`,
+    `job ${j.jobId}: ${j.status}${j.agentId ? ` on ${j.agentId}` : ""}${j.errorCode ? ` (${j.errorCode}: ${neutralizeLine(j.errorMessage)})` : ""}`,
     `  commands: ${j.commands.length} (exit code ${j.exitCode})`,
   ];
   if (j.steps.length) {
@@ -96,14 +98,15 @@ export function formatJob(j: JobStatus): string {
       const status = stepStatusName(s.status - 1);
       const detail = s.status === StepStatus.STEP_STATUS_FAILED ? `${s.errorCode}: ${s.errorMessage}` : s.result;
       lines.push(
-        `  ${String(s.executionOrder).padEnd(5)} ${(stageName(s.stage) ?? "?").padEnd(11)} ${`${s.pluginId}@${s.version}`.padEnd(30)} ${status.padEnd(10)} ${ts(s.startedAtMs).padEnd(12)} ${ts(s.completedAtMs).padEnd(12)} ${detail.replace(/\s+/g, " ").slice(0, 80)}`,
+        `  ${String(s.executionOrder).padEnd(5)} ${(stageName(s.stage) ?? "?").padEnd(11)} ${`${s.pluginId}@${s.version}`.padEnd(30)} ${status.padEnd(10)} ${ts(s.startedAtMs).padEnd(12)} ${ts(s.completedAtMs).padEnd(12)} ${neutralizeLine(detail.replace(/\s+/g, " ")).slice(0, 80)}`,
       );
+      for (const l of s.logs) lines.push(`        | ${neutralizeLine(l)}`);
     }
   }
   if (j.output)
     lines.push(
       "  output:",
-      ...j.output
+      ...neutralizeBlock(j.output)
         .trimEnd()
         .split("\n")
         .map((l) => `    ${l}`),

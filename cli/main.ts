@@ -9,7 +9,7 @@ import { call } from "../proto/rpc.js";
 import { writeCertsDir } from "../keys/certs.js";
 import { startServer } from "../server/main.js";
 import { loadServerConfig } from "../server/config.js";
-import { ArcadeError, errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
 import { packPlugin } from "../signing/pack.js";
 import { connectAdmin, publishFile, type ConnectOptions } from "./admin-client.js";
 import { registerAdminCommands } from "./admin-commands.js";
@@ -85,6 +85,19 @@ server
       await srv.stop();
     });
   });
+
+withConnection(
+  server
+    .command("wait")
+    .description("wait until a server (e.g. one started in the background) answers an admin call; for scripts")
+    .option("--timeout <seconds>", "give up after this long", "60"),
+).action(async (o: ConnectOptions & { timeout: string }) => {
+  const seconds = Number(o.timeout);
+  if (!Number.isFinite(seconds) || seconds <= 0)
+    throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "--timeout must be a positive number of seconds");
+  const { waitForServer } = await import("./server-wait.js");
+  await waitForServer(o, seconds * 1000);
+});
 
 // --- agent ----------------------------------------------------------------------------------
 const agent = program.command("agent").description("run an Arcade agent");
@@ -176,17 +189,25 @@ program
   .option("-o, --out <dir>", "output directory", "./pki")
   .option("--hosts <list>", "server DNS names and IPs, comma-separated", "localhost,127.0.0.1,::1")
   .option("--agents <list>", "agent ids to issue client certificates for, comma-separated", "")
+  .option(
+    "--admins <list>",
+    "names to issue admin client certificates for (the arcade commands on an mTLS server), comma-separated",
+    "admin",
+  )
   .option("--reuse-ca", "add certificates with the existing CA in --out instead of creating one")
-  .action(async (o: { out: string; hosts: string; agents: string; reuseCa?: boolean }) => {
+  .action(async (o: { out: string; hosts: string; agents: string; admins: string; reuseCa?: boolean }) => {
     const split = (v: string) =>
       v
         .split(",")
         .map((x) => x.trim())
         .filter(Boolean);
-    const r = await writeCertsDir(o.out, { hosts: split(o.hosts), agents: split(o.agents), reuseCa: o.reuseCa === true });
+    const admins = split(o.admins);
+    const r = await writeCertsDir(o.out, { hosts: split(o.hosts), agents: split(o.agents), admins, reuseCa: o.reuseCa === true });
     for (const f of r.files) console.log(`wrote ${f}`);
     console.log(`server: [tls] cert = "${o.out}/server.pem", key = "${o.out}/server.key" (client_ca = "${o.out}/ca.pem" for mTLS)`);
     console.log(`agents: tls: { ca: ${o.out}/ca.pem, cert: ${o.out}/agents/<id>.pem, key: ${o.out}/agents/<id>.key }`);
+    if (admins.length > 0)
+      console.log(`admin commands: --ca ${o.out}/ca.pem --cert ${o.out}/admins/${admins[0]}.pem --key ${o.out}/admins/${admins[0]}.key`);
   });
 
 // --- keys -----------------------------------------------------------------------------------

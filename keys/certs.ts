@@ -12,6 +12,7 @@ export type Pem = { certPem: string; keyPem: string };
 
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const AGENT_URI = "arcade://agent/";
+const ADMIN_URI = "arcade://admin/";
 const DNS_NAME = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/;
 const CLOCK_SKEW_MS = 5 * 60_000;
 const DAY_MS = 86_400_000;
@@ -175,6 +176,22 @@ export async function issueAgentCert(ca: Pem, agentId: string, o: { validDays?: 
   return certify(name(agentId), await newKey(), loadIssuer(ca), o.validDays ?? 825, leaf("1.3.6.1.5.5.7.3.2", san));
 }
 
+/**
+ * A client certificate for people and automation (the `arcade` admin commands) on a server that
+ * requires client certificates. It names no agent: its CN ("admin:<name>") is not a valid agent
+ * id and its URI is not an agent URI, so it can never stand in for an agent's certificate.
+ * Authorisation still comes from the admin token and its role.
+ */
+export async function issueAdminCert(ca: Pem, adminName: string, o: { validDays?: number } = {}): Promise<Pem> {
+  if (!AGENT_ID.test(adminName))
+    throw new ArcadeError(
+      ErrorCode.INVALID_ARGUMENT,
+      `invalid admin name ${JSON.stringify(adminName)}: 1-64 letters, digits, '.', '_' or '-'`,
+    );
+  const san = [tlv(0x86, Buffer.from(ADMIN_URI + adminName, "ascii"))];
+  return certify(name(`admin:${adminName}`), await newKey(), loadIssuer(ca), o.validDays ?? 825, leaf("1.3.6.1.5.5.7.3.2", san));
+}
+
 type PeerCert = { subject?: { CN?: string | string[] }; subjectaltname?: string };
 export function agentIdFromCertificate(cert: PeerCert | undefined): string | undefined {
   // Node JSON-quotes SAN values holding separators (URI:"a\u002c URI:b"), so splitting on ", " is
@@ -186,18 +203,21 @@ export function agentIdFromCertificate(cert: PeerCert | undefined): string | und
   return id !== undefined && candidates.every((c) => c === id) && AGENT_ID.test(id) ? id : undefined;
 }
 
-export type CertsDirOptions = { hosts: string[]; agents: string[]; reuseCa?: boolean };
+export type CertsDirOptions = { hosts: string[]; agents: string[]; admins?: string[]; reuseCa?: boolean };
 export async function writeCertsDir(dir: string, o: CertsDirOptions): Promise<{ files: string[] }> {
   const exists = async (f: string) => (await fsp.stat(path.join(dir, f)).catch(() => null)) !== null;
   const refuse = (f: string, why: string) => new ArcadeError(ErrorCode.INVALID_ARGUMENT, `${path.join(dir, f)} ${why}`, { file: f });
   const bad = o.agents.find((a) => !AGENT_ID.test(a));
   if (bad !== undefined) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `invalid agent id ${JSON.stringify(bad)}`);
+  const admins = o.admins ?? [];
+  const badAdmin = admins.find((a) => !AGENT_ID.test(a));
+  if (badAdmin !== undefined) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `invalid admin name ${JSON.stringify(badAdmin)}`);
   const reuse = await exists("ca.key");
   if (reuse && !o.reuseCa) throw refuse("ca.key", "already exists; refusing to overwrite a CA key (reuse it to issue only missing files)");
   if (reuse !== (await exists("ca.pem"))) throw refuse(reuse ? "ca.pem" : "ca.key", "is missing but its pair exists");
   // Check every pair before writing anything so a refusal never leaves a half-written directory.
   const missing: string[] = [];
-  for (const p of ["server", ...new Set(o.agents.map((a) => `agents/${a}`))]) {
+  for (const p of ["server", ...new Set(o.agents.map((a) => `agents/${a}`)), ...new Set(admins.map((a) => `admins/${a}`))]) {
     const [c, k] = [await exists(`${p}.pem`), await exists(`${p}.key`)];
     if (c !== k) throw refuse(`${p}.${c ? "key" : "pem"}`, "is missing but its pair exists");
     if (c && !reuse) throw refuse(`${p}.pem`, "already exists but would not be signed by the new CA");
@@ -207,11 +227,17 @@ export async function writeCertsDir(dir: string, o: CertsDirOptions): Promise<{ 
   const load = (f: string) => fsp.readFile(path.join(dir, f), "utf8");
   const ca = reuse ? { certPem: await load("ca.pem"), keyPem: await load("ca.key") } : await createCa({ commonName: "Arcade local CA" });
   const issued: [string, Pem][] = reuse ? [] : [["ca", ca]];
-  for (const p of missing)
-    issued.push([p, p === "server" ? await issueServerCert(ca, { hosts: o.hosts }) : await issueAgentCert(ca, p.slice("agents/".length))]);
+  const issue = (p: string) =>
+    p === "server"
+      ? issueServerCert(ca, { hosts: o.hosts })
+      : p.startsWith("admins/")
+        ? issueAdminCert(ca, p.slice("admins/".length))
+        : issueAgentCert(ca, p.slice("agents/".length));
+  for (const p of missing) issued.push([p, await issue(p)]);
 
   if ((await fsp.mkdir(dir, { recursive: true, mode: 0o700 })) !== undefined) await fsp.chmod(dir, 0o700);
   await fsp.mkdir(path.join(dir, "agents"), { recursive: true, mode: 0o700 });
+  if (admins.length > 0) await fsp.mkdir(path.join(dir, "admins"), { recursive: true, mode: 0o700 });
   const files: string[] = [];
   const put = async (f: string, data: string, mode: number) => {
     // "wx" so a concurrent run cannot clobber a key; chmod because the umask may have narrowed the mode.

@@ -89,12 +89,18 @@ export function jobAllowed(
  * not granted every plugin, or no agent at all granted them), instead of letting it wait forever.
  */
 export async function checkJobDispatchable(acl: AclStore, targetAgentId: string, plugins: PluginUse[]): Promise<void> {
+  // A job for an agent that does not exist (a typo) or was revoked could never run: refuse it
+  // now, plugins or not, rather than let it wait for jobs.pending_timeout.
+  const agents = targetAgentId || plugins.length > 0 ? await acl.agentsNow() : [];
+  const target = targetAgentId ? agents.find((a) => a.agentId === targetAgentId) : undefined;
+  if (targetAgentId && !target)
+    throw new ArcadeError(
+      ErrorCode.AGENT_NOT_FOUND,
+      `there is no active agent ${JSON.stringify(targetAgentId)} (unknown or revoked): check the id with \`arcade agent list\`, or create it with \`arcade agent create\``,
+    );
   if (plugins.length === 0) return;
   const grants = await acl.grants();
-  const agents = await acl.agentsNow();
-  if (targetAgentId) {
-    const target = agents.find((a) => a.agentId === targetAgentId);
-    if (!target) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `no active agent ${targetAgentId}`);
+  if (target) {
     const d = jobAllowed(grants, target, plugins);
     if (!d.allowed)
       throw new ArcadeError(

@@ -95,6 +95,20 @@ const Schema = z.strictObject({
         .min(1024)
         .max(64 * MIB)
         .default(MIB),
+      // bytes of a plugin's ctx.log() lines kept per step in the job report
+      max_step_log_bytes: z
+        .number()
+        .int()
+        .min(1024)
+        .max(16 * MIB)
+        .default(64 * 1024),
+      // seconds a job may wait for an agent before it fails with JOB_PENDING_TIMEOUT
+      pending_timeout: z
+        .number()
+        .int()
+        .min(1)
+        .max(7 * 86400)
+        .default(3600),
     })
     .prefault({}),
 });
@@ -121,6 +135,8 @@ export type ServerConfig = {
     maxOutputBytes: number;
     reapIntervalSeconds: number;
     reportGraceSeconds: number;
+    maxStepLogBytes: number;
+    pendingTimeoutSeconds: number;
   };
   /** Environment variables that overrode the file, for the start-up log. */
   overrides: string[];
@@ -198,6 +214,8 @@ export function loadServerConfig(file: string | undefined, env: NodeJS.ProcessEn
       reportGraceSeconds: c.jobs.report_grace,
       maxPlugins: c.jobs.max_plugins,
       maxOutputBytes: c.jobs.max_output_bytes,
+      maxStepLogBytes: c.jobs.max_step_log_bytes,
+      pendingTimeoutSeconds: c.jobs.pending_timeout,
     },
     overrides: applied,
   };

@@ -1,17 +1,25 @@
 // Jobs and their t_job_plugin rows: submit, hand out to one agent, record each step and the end.
 import { randomUUID } from "node:crypto";
+import { z } from "zod";
 import type { JobPluginSpec, JobStatus } from "../proto/gen/arcade/v1/admin.js";
 import type { Job as WireJob } from "../proto/gen/arcade/v1/agent.js";
 import { DbStepStatus, stageName, stepStatusFromDb, stageFromName } from "../proto/stages.js";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { pluginKey } from "../signing/manifest.js";
+import { capLines } from "../signing/text.js";
 import type { AgentIdentity as AclIdentity } from "./acl.js";
 import { jobAllowed, type AclStore } from "./acl-store.js";
 import type { AuditLog } from "./audit.js";
 import type { Db } from "./db/client.js";
 import { findPublished } from "./plugins.js";
 
-export type JobLimits = { defaultTimeoutSeconds: number; maxCommands: number; maxPlugins: number; maxOutputBytes: number };
+export type JobLimits = {
+  defaultTimeoutSeconds: number;
+  maxCommands: number;
+  maxPlugins: number;
+  maxOutputBytes: number;
+  maxStepLogBytes: number;
+};
 const MAX_TIMEOUT_SECONDS = 7 * 86_400;
 const MAX_RESULT_BYTES = 64 * 1024;
 const MAX_CONFIG_BYTES = 64 * 1024;
@@ -147,7 +155,9 @@ export async function recordStep(
     errorMessage: string;
     startedAtMs: number;
     completedAtMs: number;
+    logs: string[];
   },
+  limits: Pick<JobLimits, "maxStepLogBytes">,
 ): Promise<void> {
   const job = await ownedJob(db, agentId, r.jobId);
   const updated = await db.jobPlugin.updateMany({
@@ -157,6 +167,9 @@ export async function recordStep(
       result: r.result ? cap(r.result, MAX_RESULT_BYTES) : null,
       errorCode: r.errorCode || null,
       errorMessage: r.errorMessage ? cap(r.errorMessage, MAX_RESULT_BYTES) : null,
+      // The agent is not trusted to have capped or cleaned the lines: do both again. A step is
+      // reported more than once (running, then its end); the end carries the logs.
+      ...(r.logs.length > 0 ? { logs: JSON.stringify(capLines(r.logs, limits.maxStepLogBytes)) } : {}),
       startedAt: r.startedAtMs ? new Date(r.startedAtMs) : undefined,
       completedAt: r.completedAtMs ? new Date(r.completedAtMs) : undefined,
     },
@@ -232,8 +245,42 @@ export async function getJob(db: Db, jobId: string): Promise<JobStatus> {
       errorCode: s.errorCode ?? "",
       startedAtMs: ms(s.startedAt),
       completedAtMs: ms(s.completedAt),
+      logs: StoredLogs.parse(JSON.parse(s.logs)),
     })),
   };
+}
+
+/**
+ * Fails jobs that waited for an agent longer than `jobs.pending_timeout`: no agent that may run
+ * them polled in time (all busy, offline, or none granted). Without this such a job waits for
+ * ever and `job submit --wait` with it.
+ */
+export async function expirePendingJobs(db: Db, pendingTimeoutSeconds: number, now = new Date()): Promise<string[]> {
+  const cutoff = new Date(now.getTime() - pendingTimeoutSeconds * 1000);
+  const candidates = await db.job.findMany({
+    where: { status: "pending", createdAt: { lt: cutoff } },
+    select: { id: true, targetAgentId: true },
+    orderBy: { createdAt: "asc" },
+    take: 500,
+  });
+  const expired: string[] = [];
+  for (const j of candidates) {
+    const who = j.targetAgentId ? `agent ${j.targetAgentId}` : "any agent granted its plugins";
+    const done = await db.job.updateMany({
+      where: { id: j.id, status: "pending" },
+      data: {
+        status: "failed",
+        errorCode: ErrorCode.JOB_PENDING_TIMEOUT,
+        errorMessage: `no agent took the job within jobs.pending_timeout (${pendingTimeoutSeconds} s): check that ${who} is running (arcade agent list) and not busy, then submit it again`,
+        completedAt: now,
+      },
+    });
+    if (done.count === 1) {
+      await db.jobPlugin.updateMany({ where: { jobId: j.id }, data: { status: DbStepStatus.skipped } });
+      expired.push(j.id);
+    }
+  }
+  return expired;
 }
 
 /**
@@ -268,6 +315,8 @@ export async function reapStuckJobs(db: Db, graceSeconds: number, now = new Date
   }
   return reaped;
 }
+
+const StoredLogs = z.array(z.string());
 
 function cap(s: string, max: number): string {
   if (Buffer.byteLength(s) <= max) return s;

@@ -18,7 +18,7 @@ import type { ServerConfig } from "./config.js";
 import type { ServerContext } from "./context.js";
 import { openDatabase } from "./db/client.js";
 import { adminService } from "./grpc/admin-service.js";
-import { reapStuckJobs } from "./jobs.js";
+import { expirePendingJobs, reapStuckJobs } from "./jobs.js";
 import { agentService } from "./grpc/agent-service.js";
 import { ServerMetrics } from "./metrics.js";
 
@@ -86,6 +86,22 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         }
       },
       (err: unknown) => log.error({ err }, "stuck-job sweep failed"),
+    );
+    expirePendingJobs(db, config.jobs.pendingTimeoutSeconds).then(
+      async (ids) => {
+        for (const id of ids) {
+          metrics.jobs.inc({ event: "failed" });
+          log.warn({ job_id: id, code: ErrorCode.JOB_PENDING_TIMEOUT }, "job failed: no agent took it in time");
+          await ctx.audit.record({
+            actor: "server",
+            action: "job.expire",
+            subject: id,
+            outcome: "failed",
+            reason: ErrorCode.JOB_PENDING_TIMEOUT,
+          });
+        }
+      },
+      (err: unknown) => log.error({ err }, "pending-job sweep failed"),
     );
   }, config.jobs.reapIntervalSeconds * 1000);
   reaper.unref();

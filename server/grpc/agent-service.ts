@@ -159,7 +159,7 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
       const r = call.request;
       const status = stepStatusToDb(r.status);
       if (status === undefined) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "step status is required");
-      await recordStep(db, who.agentId, { ...r, status });
+      await recordStep(db, who.agentId, { ...r, status }, ctx.config.jobs);
       return {};
     }),
 
