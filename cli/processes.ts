@@ -1,11 +1,13 @@
 // Starts `arcade server start` / `arcade agent start` as real child processes and follows
-// their JSON logs. Used by the demo, the end-to-end tests and the benchmarks.
+// their JSON logs. Used by the demo, the end-to-end tests and the benchmarks. Waits match the
+// stable `event` field of a line (signing/events.ts), never its human message.
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
+import { EVENT, type EventName } from "../signing/events.js";
 
-export type LogLine = { level?: number; msg?: string; step?: string; [k: string]: unknown };
+export type LogLine = { level?: number; msg?: string; step?: string; event?: string; [k: string]: unknown };
 
 /** dist/cli/main.js, also when called from sources under vitest (cli/processes.ts). */
 export function cliPath(): string {
@@ -42,14 +44,24 @@ export class ArcadeProcess {
     return () => this.listeners.delete(f);
   }
 
+  /**
+   * Resolves with the first line (past or future) carrying `event` whose fields equal `fields`;
+   * rejects with the event's name if the process exits first or none comes within the timeout.
+   */
+  waitForEvent(event: EventName, fields: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<LogLine> {
+    const want = Object.entries(fields);
+    const what = `log event ${event}${want.length ? ` with ${JSON.stringify(fields)}` : ""}`;
+    return this.waitFor((l) => l.event === event && want.every(([k, v]) => l[k] === v), timeoutMs, what);
+  }
+
   /** Resolves with the first log line (past or future) that matches; rejects if the process exits first. */
-  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 60_000): Promise<LogLine> {
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 60_000, what = "a log line"): Promise<LogLine> {
     const seen = this.lines.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         off();
-        reject(new Error(`timed out waiting for a log line; stderr: ${this.stderr.join("\n")}`));
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; stderr: ${this.stderr.join("\n")}`));
       }, timeoutMs);
       const off = this.onLine((l) => {
         if (pred(l)) {
@@ -61,7 +73,7 @@ export class ArcadeProcess {
       void this.exited.then((code) => {
         clearTimeout(t);
         off();
-        reject(new Error(`process exited (${code}) before the expected log line; stderr: ${this.stderr.join("\n")}`));
+        reject(new Error(`process exited (${code}) before ${what}; stderr: ${this.stderr.join("\n")}`));
       });
     });
   }
@@ -85,7 +97,7 @@ export async function startServerProcess(
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ proc: ArcadeProcess; grpc: string; metrics: string }> {
   const proc = spawnArcade(["server", "start", "--config", configFile], env);
-  const ready = await proc.waitFor((l) => l.msg === "ready");
+  const ready = await proc.waitForEvent(EVENT.SERVER_READY);
   return { proc, grpc: String(ready.grpc), metrics: String(ready.metrics) };
 }
 
@@ -94,6 +106,6 @@ export async function startAgentProcess(
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ proc: ArcadeProcess; metrics: string }> {
   const proc = spawnArcade(["agent", "start", "--config", configFile], env);
-  const ready = await proc.waitFor((l) => l.msg === "ready");
+  const ready = await proc.waitForEvent(EVENT.AGENT_READY);
   return { proc, metrics: String(ready.metrics) };
 }

@@ -17,6 +17,7 @@ import { Stage } from "../../proto/gen/arcade/v1/plugin.js";
 import { call } from "../../proto/rpc.js";
 import { cleanup, pack, startTestAgent, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
 import { publisher } from "../helpers/keys.js";
+import { EVENT } from "../../signing/events.js";
 
 const run = promisify(execFile);
 let server: TestServer;
@@ -92,7 +93,7 @@ describe("built-in plugins", () => {
     for (const suffix of ["", ".statement.json", ".statement.json.asc"])
       fs.copyFileSync(`${p.file}${suffix}`, path.join(shelf, `tool@1.0.0.tgz${suffix}`));
     const agent = await startTestAgent(server, undefined, "", dir, { ARCADE_AGENT_PLUGINS_BUILTIN: '["builtin/tool@1.0.0"]' });
-    await agent.proc.waitFor((l) => l.msg === "built-in plugin verified and installed");
+    await agent.proc.waitForEvent(EVENT.AGENT_BUILTIN_INSTALLED);
     const job = await waitForJob(server.admin.client, server.admin.md, await runJob(agent.id, [p.id]), 60_000);
     expect(job.status).toBe("succeeded");
     expect(job.steps[0]!.result).toBe("shipped with the agent");
@@ -155,10 +156,10 @@ describe("cache re-verification", () => {
     const agent = await startTestAgent(server);
     expect((await waitForJob(server.admin.client, server.admin.md, await runJob(agent.id, [p.id]), 60_000)).status).toBe("succeeded");
     // (a pass also runs a second after start: wait for the one SIGHUP causes)
-    await agent.proc.waitFor((l) => l.msg === "cache re-verified");
+    await agent.proc.waitForEvent(EVENT.AGENT_CACHE_REVERIFIED);
     const seen = agent.proc.lines.length;
     agent.proc.child.kill("SIGHUP");
-    const line = await agent.proc.waitFor((l) => l.msg === "cache re-verified" && agent.proc.lines.indexOf(l) >= seen);
+    const line = await agent.proc.waitFor((l) => l.event === EVENT.AGENT_CACHE_REVERIFIED && agent.proc.lines.indexOf(l) >= seen);
     expect([line.checked, line.quarantined]).toEqual([1, 0]);
     const second = await run(process.execPath, [cliPath(), "agent", "verify-cache", "--config", path.join(agent.dir, "agent.yaml")]).catch(
       (e: { stderr: string }) => e,
@@ -205,7 +206,7 @@ describe("resilience", () => {
     try {
       const job = await waitForJob(client, md, jobId, 120_000);
       expect(job.status).toBe("succeeded");
-      const served = await restarted.proc.waitFor((l) => l.msg === "plugin served" && l.plugin_id === big.id);
+      const served = await restarted.proc.waitForEvent(EVENT.SERVER_PLUGIN_SERVED, { plugin_id: big.id });
       expect(Number(served.offset)).toBeGreaterThan(0); // resumed, not restarted from zero
       expect(Number(served.offset) + Number(served.bytes)).toBe(big.size);
     } finally {

@@ -12,6 +12,7 @@ import { spawnArcade } from "../../cli/processes.js";
 import { cleanup, enrollAgent, pack, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
 import { testCerts } from "../helpers/tls.js";
 import { publisher } from "../helpers/keys.js";
+import { EVENT } from "../../signing/events.js";
 
 let server: TestServer;
 let agents: AgentServiceClient;
@@ -275,9 +276,9 @@ describe("transport", () => {
     expect(await refused.exited).toBe(1);
     expect(refused.stderr.join("\n")).toMatch(/CONFIG_INVALID: production mode requires TLS/);
     const insecure = spawnArcade(["server", "start", "--config", cfg, "--insecure"]);
-    const warn = await insecure.waitFor((l) => String(l.msg).startsWith("INSECURE"));
+    const warn = await insecure.waitForEvent(EVENT.SERVER_INSECURE);
     expect(warn.level).toBe(40);
-    await insecure.waitFor((l) => l.msg === "ready");
+    await insecure.waitForEvent(EVENT.SERVER_READY);
     await insecure.stop();
   });
 });

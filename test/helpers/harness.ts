@@ -139,7 +139,7 @@ export async function startTestAgent(
   );
   const { proc, metrics } = await startAgentProcess(file, env);
   cleanups.push(() => proc.stop().then(() => undefined));
-  await proc.waitFor((l) => l.msg === "registered with the server");
+  // (startAgentProcess returns at agent.ready, which the agent logs only after its first Register)
   return { id, dir, pluginsDir: path.join(dir, "plugins"), proc, metrics, metricValue: (name, labels) => scrape(metrics, name, labels) };
 }
 
