@@ -23,6 +23,8 @@ export class ArcadeProcess {
   readonly stderr: string[] = [];
   private listeners = new Set<(l: LogLine) => void>();
   readonly exited: Promise<number | null>;
+  /** Like `exited`, but once its output is closed too: every line it wrote is in `lines`. */
+  readonly closed: Promise<number | null>;
 
   constructor(readonly child: ChildProcess) {
     readline.createInterface({ input: child.stdout! }).on("line", (raw) => {
@@ -37,6 +39,7 @@ export class ArcadeProcess {
     });
     readline.createInterface({ input: child.stderr! }).on("line", (raw) => this.stderr.push(raw));
     this.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    this.closed = new Promise((resolve) => child.on("close", (code) => resolve(code)));
   }
 
   onLine(f: (l: LogLine) => void): () => void {
