@@ -214,12 +214,14 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         // again, re-reading credential_file; if Register refuses it too, that is permanent above.
         if (errorCodeOf(e) === ErrorCode.UNAUTHENTICATED) token = "";
         failures++;
-        const level = failures === 1 || failures % 30 === 0 ? "warn" : "debug";
+        // A suspected permanent failure is said each time and checked again soon (one poll
+        // interval, not the growing backoff): the answer decides whether the agent stops.
+        const level = why || failures === 1 || failures % 30 === 0 ? "warn" : "debug";
         log[level](
           { event: EVENT.AGENT_SERVER_UNREACHABLE, code: errorCodeOf(e), reason: errorMessageOf(e), failures },
-          "cannot reach the server; will retry",
+          why ? "the server refused the connection; checking again before giving up" : "cannot reach the server; will retry",
         );
-        await sleep(Math.min(30_000, pollMs * 2 ** Math.min(failures, 4)) * (0.75 + Math.random() / 2));
+        await sleep(why ? pollMs : Math.min(30_000, pollMs * 2 ** Math.min(failures, 4)) * (0.75 + Math.random() / 2));
         continue;
       }
       await sleep(pollMs);
