@@ -10,7 +10,8 @@ import type { ArcadeProcess } from "../../cli/processes.js";
 import { Stage } from "../../proto/gen/arcade/v1/plugin.js";
 import { call } from "../../proto/rpc.js";
 import { EVENT, type EventName } from "../../signing/events.js";
-import { expectOnlyCompleteVerifiedInstalls, seeded, testSeed } from "../helpers/crash.js";
+import { expectOnlyCompleteVerifiedInstalls } from "../helpers/crash.js";
+import { seeded, testSeed } from "../helpers/random.js";
 import { cleanup, pack, startTestAgent, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
 
 const INSTALLS = Number(process.env.ARCADE_SOAK_INSTALLS ?? 200);
