@@ -14,6 +14,7 @@ import { readReleaseFiles, verifyRelease, type TrustStore } from "../signing/rel
 import { checkManifestMatchesStatement, checkStatementMatches } from "../signing/statement.js";
 import type { PluginCache } from "./cache.js";
 import type { SelfTest } from "./selftest.js";
+import { EVENT } from "../signing/events.js";
 
 export async function installBuiltins(
   cache: PluginCache,
@@ -57,6 +58,9 @@ export async function installBuiltins(
       treeDigest: await treeDigest(dir),
       release: { statement: b64(release.statement), openpgp: release.openpgp.map(b64), sigstore: release.sigstore },
     });
-    log.info({ plugin_id: id, version, sha256: digest.sha256 }, "built-in plugin verified and installed");
+    log.info(
+      { event: EVENT.AGENT_BUILTIN_INSTALLED, plugin_id: id, version, sha256: digest.sha256 },
+      "built-in plugin verified and installed",
+    );
   }
 }

@@ -12,6 +12,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { pluginKey } from "../signing/manifest.js";
+import { EVENT } from "../signing/events.js";
 
 export type PluginIdentity = { pluginId: string; version: string; sha256: string; size: number };
 
@@ -169,7 +170,10 @@ export class PluginCache {
       `${JSON.stringify({ plugin: key, ...reason, at: new Date().toISOString() }, null, 2)}\n`,
     );
     const [pluginId, version] = key.split("@");
-    this.log.warn({ plugin_id: pluginId, version, code: reason.code, reason: reason.message, quarantine: dest }, "plugin quarantined");
+    this.log.warn(
+      { event: EVENT.AGENT_PLUGIN_QUARANTINED, plugin_id: pluginId, version, code: reason.code, reason: reason.message, quarantine: dest },
+      "plugin quarantined",
+    );
     return dest;
   }
 
@@ -184,7 +188,10 @@ export class PluginCache {
     this.entries.delete(key);
     await this.save();
     await fsp.rm(path.join(this.root, e.dir), { recursive: true, force: true });
-    this.log.info({ plugin_id: e.pluginId, version: e.version, reason: why }, "cache entry removed");
+    this.log.info(
+      { event: EVENT.AGENT_CACHE_ENTRY_REMOVED, plugin_id: e.pluginId, version: e.version, reason: why },
+      "cache entry removed",
+    );
   }
 
   private async load(): Promise<void> {
@@ -200,7 +207,10 @@ export class PluginCache {
       for (const [k, e] of Object.entries(idx.entries)) this.entries.set(k, e);
     } catch (err) {
       // The index is written atomically, so this is damage from outside: start empty, keep the evidence.
-      this.log.warn({ err }, "cache index unreadable; moving it to quarantine and starting empty");
+      this.log.warn(
+        { event: EVENT.AGENT_CACHE_INDEX_UNREADABLE, err },
+        "cache index unreadable; moving it to quarantine and starting empty",
+      );
       await fsp.rename(path.join(this.root, "index.json"), path.join(this.root, "quarantine", `index-${Date.now()}.json`));
     }
   }
@@ -223,7 +233,7 @@ export class PluginCache {
           const rel = path.join(top, ns.name, d.name);
           // Only directories are installs; files (built-in tarballs and their release files) stay.
           if (!d.isDirectory() || listed.has(rel)) continue;
-          this.log.warn({ dir: rel }, "removing unlisted cache directory (interrupted install)");
+          this.log.warn({ event: EVENT.AGENT_CACHE_SWEPT, dir: rel }, "removing unlisted cache directory (interrupted install)");
           await fsp.rm(path.join(this.root, rel), { recursive: true, force: true });
         }
       }

@@ -18,6 +18,7 @@ import { checkManifestMatchesStatement, checkStatementMatches, type ReleaseState
 import type { CacheEntry, PluginCache, PluginIdentity, StoredRelease } from "./cache.js";
 import type { SelfTest } from "./selftest.js";
 import type { AgentMetrics } from "./metrics.js";
+import { EVENT } from "../signing/events.js";
 
 export type DownloaderOptions = {
   client: AgentServiceClient;
@@ -48,14 +49,14 @@ export class Downloader {
     const hit = this.o.cache.lookup(ref);
     if (hit) {
       this.o.metrics.cacheHits.inc(labels);
-      this.o.log.info({ step: "cache", plugin_id: ref.pluginId, version: ref.version }, "cache hit");
+      this.o.log.info({ event: EVENT.AGENT_CACHE_HIT, step: "cache", plugin_id: ref.pluginId, version: ref.version }, "cache hit");
       return { entry: hit, cached: true };
     }
     this.o.metrics.cacheMisses.inc(labels);
     const key = pluginKey(ref.pluginId, ref.version);
     let p = this.inflight.get(key);
     if (!p) {
-      this.o.log.info({ step: "cache", plugin_id: ref.pluginId, version: ref.version }, "cache miss");
+      this.o.log.info({ event: EVENT.AGENT_CACHE_MISS, step: "cache", plugin_id: ref.pluginId, version: ref.version }, "cache miss");
       p = this.downloadAndInstall(ref).finally(() => this.inflight.delete(key));
       this.inflight.set(key, p);
     }
@@ -71,6 +72,7 @@ export class Downloader {
       const { dir, bytes, manifest } = await safeExtract(part, this.o.cache.tempDir);
       try {
         checkManifestMatchesStatement(manifest, statement);
+        log.info({ event: EVENT.AGENT_PLUGIN_VERIFIED, dir }, "plugin verified and extracted; self-test next");
         await this.selfTestOrQuarantine(dir, manifest!, ref);
         const entry = await this.o.cache.install(ref, dir, bytes, { treeDigest: await treeDigest(dir), release: storable(release) });
         await fsp.rm(part, { force: true });
@@ -80,6 +82,7 @@ export class Downloader {
         this.o.metrics.downloadSize.observe({ plugin_id: ref.pluginId }, ref.size);
         log.info(
           {
+            event: EVENT.AGENT_PLUGIN_INSTALLED,
             step: "download",
             bytes: ref.size,
             seconds: Number(secs.toFixed(3)),
@@ -97,7 +100,10 @@ export class Downloader {
       }
     } catch (e) {
       this.o.metrics.downloads.inc({ plugin_id: ref.pluginId, version: ref.version, status: errorCodeOf(e) });
-      log.error({ step: "download", code: errorCodeOf(e), reason: errorMessageOf(e) }, "plugin download refused");
+      log.error(
+        { event: EVENT.AGENT_PLUGIN_REFUSED, step: "download", code: errorCodeOf(e), reason: errorMessageOf(e) },
+        "plugin download refused",
+      );
       throw e;
     }
   }
@@ -125,7 +131,10 @@ export class Downloader {
         const err = e instanceof ArcadeError ? e : fromServiceError(e);
         if (!isTransient(err) || i >= attempts) throw err;
         const wait = Math.min(10_000, 250 * 2 ** i) * (0.5 + Math.random() / 2); // backoff with jitter
-        log.warn({ step: "download", attempt: i, code: err.code, retry_in_ms: Math.round(wait) }, "download interrupted; resuming");
+        log.warn(
+          { event: EVENT.AGENT_DOWNLOAD_RESUMING, step: "download", attempt: i, code: err.code, retry_in_ms: Math.round(wait) },
+          "download interrupted; resuming",
+        );
         await new Promise((r) => setTimeout(r, wait));
       }
     }
@@ -155,6 +164,10 @@ export class Downloader {
           checkHeader(p.value.plugin, p.value.offset, ref, offset);
           ({ statement, signers } = await verifySignedRelease(p.value.release, this.o.trust, ref));
           release = p.value.release;
+          this.o.log.info(
+            { event: EVENT.AGENT_DOWNLOAD_STARTED, plugin_id: ref.pluginId, version: ref.version, offset },
+            "download started",
+          );
         } else if (p?.$case === "chunk") {
           if (!statement) throw new ArcadeError(ErrorCode.DOWNLOAD_FAILED, "server sent data before the header");
           checkSizeBound(hash.size + p.value.length, ref);

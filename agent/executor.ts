@@ -16,6 +16,7 @@ import { runCommands } from "./commands.js";
 import type { Downloader } from "./downloader.js";
 import type { Reporter } from "./reporter.js";
 import { PluginProcess } from "./sandbox/runner.js";
+import { EVENT } from "../signing/events.js";
 
 export type ExecutorDeps = {
   cache: PluginCache;
@@ -81,13 +82,13 @@ export async function executeJob(job: Job, d: ExecutorDeps): Promise<boolean> {
         else await runStep(s);
       }
       if (!failure) {
-        log.info({ step: "execute", commands: job.commands.length }, "running job commands");
+        log.info({ event: EVENT.AGENT_JOB_COMMANDS, step: "execute", commands: job.commands.length }, "running job commands");
         const r = await runCommands(job.commands, {
           cwd: workspace,
           env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: workspace, LANG: "C.UTF-8", ARCADE_JOB_ID: job.jobId },
           deadline,
           maxOutputBytes: d.maxOutputBytes,
-          onStart: (cmd) => log.info({ step: "execute", command: cmd }, "command"),
+          onStart: (cmd) => log.info({ event: EVENT.AGENT_COMMAND_STARTED, step: "execute", command: cmd }, "command"),
           signal: d.signal,
         });
         exitCode = r.exitCode;
@@ -101,7 +102,7 @@ export async function executeJob(job: Job, d: ExecutorDeps): Promise<boolean> {
     }
   } catch (e) {
     failure = asArcade(e);
-    log.error({ err: e }, "job aborted");
+    log.error({ event: EVENT.AGENT_JOB_ABORTED, err: e }, "job aborted");
   } finally {
     await Promise.all([...procs.values()].map((p) => p.close().catch(() => undefined)));
     for (const release of releases) release();
@@ -118,7 +119,10 @@ export async function executeJob(job: Job, d: ExecutorDeps): Promise<boolean> {
     startedAtMs: startedAt,
     completedAtMs: Date.now(),
   });
-  log.info({ step: "execute", succeeded: !failure, code: failure?.code }, failure ? "job failed" : "job succeeded");
+  log.info(
+    { event: EVENT.AGENT_JOB_FINISHED, step: "execute", succeeded: !failure, code: failure?.code },
+    failure ? "job failed" : "job succeeded",
+  );
   return !failure;
 }
 
@@ -192,7 +196,15 @@ async function runPluginStep(
   }
   const completedAt = outcome.completedAt ?? Date.now();
   log.info(
-    { step: "execute", plugin_id: ref.pluginId, version: ref.version, stage, ok: outcome.ok, code: outcome.error?.code },
+    {
+      event: EVENT.AGENT_STAGE_FINISHED,
+      step: "execute",
+      plugin_id: ref.pluginId,
+      version: ref.version,
+      stage,
+      ok: outcome.ok,
+      code: outcome.error?.code,
+    },
     `plugin stage ${stage} ${outcome.ok ? "succeeded" : "failed"}`,
   );
   await d.reporter.step({

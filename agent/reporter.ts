@@ -5,6 +5,7 @@ import type { AgentServiceClient, CompleteJobRequest, ReportStepRequest } from "
 import { StepStatus } from "../proto/gen/arcade/v1/plugin.js";
 import { bearer, call, isTransient } from "../proto/rpc.js";
 import { ArcadeError, errorMessageOf } from "../signing/errors.js";
+import { EVENT } from "../signing/events.js";
 
 export class Reporter {
   constructor(
@@ -35,7 +36,7 @@ export class Reporter {
       } catch (e) {
         const transient = e instanceof ArcadeError && isTransient(e);
         if (!transient || i >= this.attempts) {
-          this.log.error({ rpc: what, reason: errorMessageOf(e) }, "could not report to the server");
+          this.log.error({ event: EVENT.AGENT_REPORT_FAILED, rpc: what, reason: errorMessageOf(e) }, "could not report to the server");
           return;
         }
         await new Promise((r) => setTimeout(r, 500 * 2 ** i));

@@ -9,6 +9,7 @@ import { pluginKey } from "../signing/manifest.js";
 import { verifyRelease, type TrustStore } from "../signing/release.js";
 import { checkStatementMatches } from "../signing/statement.js";
 import type { CacheEntry, PluginCache } from "./cache.js";
+import { EVENT } from "../signing/events.js";
 
 export type CacheReport = {
   checked: number;
@@ -38,7 +39,13 @@ export async function verifyCache(cache: PluginCache, trust: TrustStore, log: Lo
     }
   }
   log.info(
-    { checked: report.checked, ok: report.ok, quarantined: report.quarantined.length, in_use: report.inUse.length },
+    {
+      event: EVENT.AGENT_CACHE_REVERIFIED,
+      checked: report.checked,
+      ok: report.ok,
+      quarantined: report.quarantined.length,
+      in_use: report.inUse.length,
+    },
     "cache re-verified",
   );
   return report;

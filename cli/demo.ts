@@ -16,6 +16,7 @@ import { packPlugin } from "../signing/pack.js";
 import { connectAdmin, publishFile } from "./admin-client.js";
 import { formatJob, waitForJob } from "./jobs.js";
 import { startAgentProcess, startServerProcess, type ArcadeProcess, type LogLine } from "./processes.js";
+import { EVENT } from "../signing/events.js";
 
 const STEP_NO: Record<string, string> = {
   register: "1 register",
@@ -113,7 +114,7 @@ export async function runDemo(o: { keep: boolean }): Promise<number> {
     );
     const agent = await startAgentProcess(path.join(tmp, "agent.yaml"));
     started.push(agent.proc);
-    const sandboxLine = agent.proc.lines.find((l) => String(l.msg).startsWith("sandbox:"));
+    const sandboxLine = agent.proc.lines.find((l) => l.event === EVENT.AGENT_SANDBOX_DETECTED);
     if (sandboxLine) console.log(`agent   ${String(sandboxLine.msg)}`);
     agent.proc.onLine((l) => {
       if (l.step && STEP_NO[l.step]) console.log(`  [${STEP_NO[l.step]}] ${describe(l)}`);

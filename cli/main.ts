@@ -3,13 +3,14 @@
 // scripts can match on the code; usage mistakes print commander's message and help hint.
 import fs from "node:fs";
 import { Command, Option } from "commander";
-import { startAgent } from "../agent/main.js";
+import { EXIT_CANNOT_SUCCEED, startAgent } from "../agent/main.js";
 import { loadAgentConfig } from "../agent/config.js";
 import { call } from "../proto/rpc.js";
 import { writeCertsDir } from "../keys/certs.js";
 import { startServer } from "../server/main.js";
 import { loadServerConfig } from "../server/config.js";
 import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
+import { EVENT } from "../signing/events.js";
 import { packPlugin } from "../signing/pack.js";
 import { connectAdmin, publishFile, type ConnectOptions } from "./admin-client.js";
 import { registerAdminCommands } from "./admin-commands.js";
@@ -79,7 +80,10 @@ server
     const log = createLogger("arcade-server");
     const srv = await startServer(config, log);
     const metrics = config.metricsListen ? await serveMetrics(srv.metrics.registry, config.metricsListen, srv.healthy) : undefined;
-    log.info({ grpc: srv.address, metrics: metrics?.address ?? "off", admin_token_file: srv.adminTokenFile }, "ready");
+    log.info(
+      { event: EVENT.SERVER_READY, grpc: srv.address, metrics: metrics?.address ?? "off", admin_token_file: srv.adminTokenFile },
+      "ready",
+    );
     onShutdown(log, async () => {
       await metrics?.close();
       await srv.stop();
@@ -110,11 +114,20 @@ agent
     const log = createLogger("arcade-agent").child({ agent_id: config.id });
     const a = await startAgent(config, log);
     const metrics = config.metricsListen ? await serveMetrics(a.metrics.registry, config.metricsListen, async () => true) : undefined;
-    log.info({ metrics: metrics?.address ?? "off", cache: config.pluginsDir }, "ready");
     onShutdown(log, async () => {
       await metrics?.close();
       await a.stop();
     });
+    // "ready" only once the server has accepted us; a failure retrying cannot fix ends the process.
+    void a.fatal.then(async (e) => {
+      log.fatal({ event: EVENT.AGENT_FATAL, code: e.code, reason: e.message }, "stopping: retrying cannot succeed");
+      console.error(`error ${e.code}: ${e.message}`);
+      await metrics?.close();
+      await a.stop();
+      process.exit(EXIT_CANNOT_SUCCEED);
+    });
+    await a.registered;
+    log.info({ event: EVENT.AGENT_READY, metrics: metrics?.address ?? "off", cache: config.pluginsDir }, "ready");
   });
 
 registerAdminCommands(program, agent, withConnection);

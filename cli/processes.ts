@@ -1,11 +1,13 @@
 // Starts `arcade server start` / `arcade agent start` as real child processes and follows
-// their JSON logs. Used by the demo, the end-to-end tests and the benchmarks.
+// their JSON logs. Used by the demo, the end-to-end tests and the benchmarks. Waits match the
+// stable `event` field of a line (signing/events.ts), never its human message.
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
+import { EVENT, type EventName } from "../signing/events.js";
 
-export type LogLine = { level?: number; msg?: string; step?: string; [k: string]: unknown };
+export type LogLine = { level?: number; msg?: string; step?: string; event?: string; [k: string]: unknown };
 
 /** dist/cli/main.js, also when called from sources under vitest (cli/processes.ts). */
 export function cliPath(): string {
@@ -21,6 +23,8 @@ export class ArcadeProcess {
   readonly stderr: string[] = [];
   private listeners = new Set<(l: LogLine) => void>();
   readonly exited: Promise<number | null>;
+  /** Like `exited`, but once its output is closed too: every line it wrote is in `lines`. */
+  readonly closed: Promise<number | null>;
 
   constructor(readonly child: ChildProcess) {
     readline.createInterface({ input: child.stdout! }).on("line", (raw) => {
@@ -35,6 +39,7 @@ export class ArcadeProcess {
     });
     readline.createInterface({ input: child.stderr! }).on("line", (raw) => this.stderr.push(raw));
     this.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+    this.closed = new Promise((resolve) => child.on("close", (code) => resolve(code)));
   }
 
   onLine(f: (l: LogLine) => void): () => void {
@@ -42,14 +47,24 @@ export class ArcadeProcess {
     return () => this.listeners.delete(f);
   }
 
+  /**
+   * Resolves with the first line (past or future) carrying `event` whose fields equal `fields`;
+   * rejects with the event's name if the process exits first or none comes within the timeout.
+   */
+  waitForEvent(event: EventName, fields: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<LogLine> {
+    const want = Object.entries(fields);
+    const what = `log event ${event}${want.length ? ` with ${JSON.stringify(fields)}` : ""}`;
+    return this.waitFor((l) => l.event === event && want.every(([k, v]) => l[k] === v), timeoutMs, what);
+  }
+
   /** Resolves with the first log line (past or future) that matches; rejects if the process exits first. */
-  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 60_000): Promise<LogLine> {
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 60_000, what = "a log line"): Promise<LogLine> {
     const seen = this.lines.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         off();
-        reject(new Error(`timed out waiting for a log line; stderr: ${this.stderr.join("\n")}`));
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; stderr: ${this.stderr.join("\n")}`));
       }, timeoutMs);
       const off = this.onLine((l) => {
         if (pred(l)) {
@@ -61,7 +76,7 @@ export class ArcadeProcess {
       void this.exited.then((code) => {
         clearTimeout(t);
         off();
-        reject(new Error(`process exited (${code}) before the expected log line; stderr: ${this.stderr.join("\n")}`));
+        reject(new Error(`process exited (${code}) before ${what}; stderr: ${this.stderr.join("\n")}`));
       });
     });
   }
@@ -85,7 +100,7 @@ export async function startServerProcess(
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ proc: ArcadeProcess; grpc: string; metrics: string }> {
   const proc = spawnArcade(["server", "start", "--config", configFile], env);
-  const ready = await proc.waitFor((l) => l.msg === "ready");
+  const ready = await proc.waitForEvent(EVENT.SERVER_READY);
   return { proc, grpc: String(ready.grpc), metrics: String(ready.metrics) };
 }
 
@@ -94,6 +109,6 @@ export async function startAgentProcess(
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ proc: ArcadeProcess; metrics: string }> {
   const proc = spawnArcade(["agent", "start", "--config", configFile], env);
-  const ready = await proc.waitFor((l) => l.msg === "ready");
+  const ready = await proc.waitForEvent(EVENT.AGENT_READY);
   return { proc, metrics: String(ready.metrics) };
 }

@@ -3,6 +3,7 @@
 // records with hashes, signs checkpoints and adds fail-closed mode.)
 import type { Logger } from "pino";
 import type { Db } from "./db/client.js";
+import { EVENT } from "../signing/events.js";
 
 export type AuditEvent = {
   actor: string;
@@ -35,7 +36,7 @@ export class AuditLog {
         },
       });
     } catch (err) {
-      this.log.error({ err, action: e.action, outcome: e.outcome }, "AUDIT EVENT NOT RECORDED");
+      this.log.error({ event: EVENT.SERVER_AUDIT_NOT_RECORDED, err, action: e.action, outcome: e.outcome }, "AUDIT EVENT NOT RECORDED");
     }
   }
 }

@@ -21,6 +21,7 @@ import { adminService } from "./grpc/admin-service.js";
 import { expirePendingJobs, reapStuckJobs } from "./jobs.js";
 import { agentService } from "./grpc/agent-service.js";
 import { ServerMetrics } from "./metrics.js";
+import { EVENT } from "../signing/events.js";
 
 export type RunningServer = {
   /** host:port actually bound (port 0 in the config picks a free one). */
@@ -34,15 +35,21 @@ export type RunningServer = {
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const { host, port } = splitHostPort(config.listen);
   checkTransport(config, host, log);
-  if (config.mode === "development") log.warn("development mode: integrity settings may be relaxed; never use it in production");
+  if (config.mode === "development")
+    log.warn({ event: EVENT.SERVER_DEVELOPMENT_MODE }, "development mode: integrity settings may be relaxed; never use it in production");
 
   // Keys first: a server that cannot verify publishes must not start at all.
   const trust: TrustStore =
     config.trust.keyring || config.trust.sigstoreKeys.length ? await loadTrustStore(config.trust) : { openpgp: [], sigstore: [] };
-  if (config.trust.allowUnsigned) log.warn("trust.allow_unsigned: UNSIGNED PLUGINS ARE ACCEPTED (development only)");
+  if (config.trust.allowUnsigned)
+    log.warn({ event: EVENT.SERVER_UNSIGNED_ALLOWED }, "trust.allow_unsigned: UNSIGNED PLUGINS ARE ACCEPTED (development only)");
   // The data dir holds the database (job commands, configs, output) and the admin token: owner only.
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const { db, provider, close: closeDb } = await openDatabase(config.databaseUrl, { log: (m) => log.info({ component: "migrate" }, m) });
+  const {
+    db,
+    provider,
+    close: closeDb,
+  } = await openDatabase(config.databaseUrl, { log: (m) => log.info({ event: EVENT.SERVER_MIGRATION, component: "migrate" }, m) });
   const store = new LocalBlobStore(config.storagePath);
   await store.init();
   const adminTokenFile = await ensureBootstrapAdmin(db, config.dataDir);
@@ -75,23 +82,29 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     ),
   );
   const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
-  log.info({ listen: address, database: provider, storage: config.storagePath, overrides: config.overrides }, "server listening");
+  log.info(
+    { event: EVENT.SERVER_LISTENING, listen: address, database: provider, storage: config.storagePath, overrides: config.overrides },
+    "server listening",
+  );
 
   const reaper = setInterval(() => {
     reapStuckJobs(db, config.jobs.reportGraceSeconds).then(
       (ids) => {
         for (const id of ids) {
           metrics.jobs.inc({ event: "failed" });
-          log.warn({ job_id: id, code: "JOB_TIMEOUT" }, "job failed: its agent stopped reporting");
+          log.warn({ event: EVENT.SERVER_JOB_TIMED_OUT, job_id: id, code: "JOB_TIMEOUT" }, "job failed: its agent stopped reporting");
         }
       },
-      (err: unknown) => log.error({ err }, "stuck-job sweep failed"),
+      (err: unknown) => log.error({ event: EVENT.SERVER_JOB_SWEEP_FAILED, err }, "stuck-job sweep failed"),
     );
     expirePendingJobs(db, config.jobs.pendingTimeoutSeconds).then(
       async (ids) => {
         for (const id of ids) {
           metrics.jobs.inc({ event: "failed" });
-          log.warn({ job_id: id, code: ErrorCode.JOB_PENDING_TIMEOUT }, "job failed: no agent took it in time");
+          log.warn(
+            { event: EVENT.SERVER_JOB_EXPIRED, job_id: id, code: ErrorCode.JOB_PENDING_TIMEOUT },
+            "job failed: no agent took it in time",
+          );
           await ctx.audit.record({
             actor: "server",
             action: "job.expire",
@@ -101,7 +114,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
           });
         }
       },
-      (err: unknown) => log.error({ err }, "pending-job sweep failed"),
+      (err: unknown) => log.error({ event: EVENT.SERVER_JOB_SWEEP_FAILED, err }, "pending-job sweep failed"),
     );
   }, config.jobs.reapIntervalSeconds * 1000);
   reaper.unref();
@@ -149,7 +162,7 @@ function checkTransport(config: ServerConfig, host: string, log: Logger): void {
     );
   }
   log.warn(
-    { listen: config.listen },
+    { event: EVENT.SERVER_INSECURE, listen: config.listen },
     "INSECURE: serving plaintext gRPC (no [tls] configured); credentials and tokens cross the network unencrypted",
   );
 }

@@ -38,6 +38,13 @@ export const ErrorCode = {
   // transport and runtime
   DOWNLOAD_FAILED: "DOWNLOAD_FAILED",
   SERVER_UNAVAILABLE: "SERVER_UNAVAILABLE",
+  // TLS handshake failures: permanent until the configuration changes (proto/rpc.ts classifies them)
+  /** The server requires a client certificate (mTLS) and none was sent. */
+  TLS_CLIENT_CERT_REQUIRED: "TLS_CLIENT_CERT_REQUIRED",
+  /** The server refused the client certificate (unknown CA, expired, bad certificate). */
+  TLS_CLIENT_CERT_REJECTED: "TLS_CLIENT_CERT_REJECTED",
+  /** The server's certificate does not verify against the trusted CA, or does not name the address. */
+  TLS_SERVER_UNTRUSTED: "TLS_SERVER_UNTRUSTED",
   DOWNLOAD_TIMEOUT: "DOWNLOAD_TIMEOUT",
   DISK_FULL: "DISK_FULL",
   PLUGIN_FAILED: "PLUGIN_FAILED",

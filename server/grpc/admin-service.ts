@@ -19,6 +19,7 @@ import {
   type PublishHeader,
 } from "../plugins.js";
 import { peerOf, publicError, throttledAuth, unary } from "./handler.js";
+import { EVENT } from "../../signing/events.js";
 
 /**
  * Every admin RPC: authenticate the token (throttled), check the role holds the permission,
@@ -112,7 +113,10 @@ export function adminService(ctx: ServerContext): AdminServiceServer {
       }
       const jobId = await submitJob(db, r, ctx.config.jobs);
       ctx.metrics.jobs.inc({ event: "submitted" });
-      log.info({ job_id: jobId, plugins: r.plugins.length, target: r.agentId || undefined, by: who.name }, "job submitted");
+      log.info(
+        { event: EVENT.SERVER_JOB_SUBMITTED, job_id: jobId, plugins: r.plugins.length, target: r.agentId || undefined, by: who.name },
+        "job submitted",
+      );
       await changed(who, call, "job.submit", jobId, { target: r.agentId, plugins: r.plugins.map((p) => `${p.pluginId}@${p.version}`) });
       return { jobId };
     }),
@@ -290,7 +294,16 @@ async function publish(
     ctx.metrics.publishes.inc({ status: created ? "created" : "existing" });
     const signers = verified?.signers.map(describeSigner) ?? ["UNSIGNED (development server)"];
     ctx.log.info(
-      { plugin_id: ref.pluginId, version: ref.version, sha256, size: ref.size, created, signers, peer: peerOf(call) },
+      {
+        event: EVENT.SERVER_PLUGIN_PUBLISHED,
+        plugin_id: ref.pluginId,
+        version: ref.version,
+        sha256,
+        size: ref.size,
+        created,
+        signers,
+        peer: peerOf(call),
+      },
       "plugin published",
     );
     await ctx.audit.record({

@@ -13,6 +13,7 @@ import { streamBlob } from "../download.js";
 import { claimJob, completeJob, recordStep } from "../jobs.js";
 import { findPublished } from "../plugins.js";
 import { peerOf, publicError, throttledAuth, unary } from "./handler.js";
+import { EVENT } from "../../signing/events.js";
 
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MAX_INSTALLED = 10_000;
@@ -64,7 +65,16 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
           data: installed.map((p) => ({ agentId: who.agentId, pluginId: p.pluginId, version: p.version, sha256: p.sha256 })),
         });
       }
-      log.info({ agent_id: who.agentId, installed: installed.length, enrolled: credential !== "", peer: source }, "agent registered");
+      log.info(
+        {
+          event: EVENT.SERVER_AGENT_REGISTERED,
+          agent_id: who.agentId,
+          installed: installed.length,
+          enrolled: credential !== "",
+          peer: source,
+        },
+        "agent registered",
+      );
       return { credential, agentId: who.agentId, pollIntervalSeconds: ctx.config.pollIntervalSeconds, labels: who.labels };
     }),
 
@@ -87,7 +97,10 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
       const job = await claimJob(db, who, ctx.acl, ctx.audit);
       if (job) {
         ctx.metrics.jobs.inc({ event: "dispatched" });
-        log.info({ agent_id: who.agentId, job_id: job.jobId, plugins: job.plugins.length }, "job dispatched");
+        log.info(
+          { event: EVENT.SERVER_JOB_DISPATCHED, agent_id: who.agentId, job_id: job.jobId, plugins: job.plugins.length },
+          "job dispatched",
+        );
         await ctx.audit.record({
           actor: `agent:${who.agentId}`,
           action: "job.dispatch",
@@ -122,7 +135,14 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
         ctx.metrics.downloadBytes.inc({ plugin_id: pluginId }, r.sent);
         if (!r.cancelled) ctx.metrics.downloadDuration.observe({ plugin_id: pluginId }, Number(process.hrtime.bigint() - started) / 1e9);
         log.info(
-          { agent_id: who.agentId, plugin_id: pluginId, version, offset, bytes: r.sent },
+          {
+            event: r.cancelled ? EVENT.SERVER_PLUGIN_DOWNLOAD_CANCELLED : EVENT.SERVER_PLUGIN_SERVED,
+            agent_id: who.agentId,
+            plugin_id: pluginId,
+            version,
+            offset,
+            bytes: r.sent,
+          },
           r.cancelled ? "download cancelled by the agent" : "plugin served",
         );
         await ctx.audit.record({
@@ -140,7 +160,10 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
         const status = downloadStatus(code);
         ctx.metrics.downloads.inc({ ...labels, status });
         if (code === ErrorCode.BLOB_CORRUPT)
-          log.error({ plugin_id: pluginId, version, code }, "stored blob is corrupt; refusing to serve it");
+          log.error(
+            { event: EVENT.SERVER_BLOB_CORRUPT, plugin_id: pluginId, version, code },
+            "stored blob is corrupt; refusing to serve it",
+          );
         await ctx.audit.record({
           actor,
           action: "plugin.download",
@@ -168,7 +191,16 @@ export function agentService(ctx: ServerContext): AgentServiceServer {
       const r = call.request;
       await completeJob(db, who.agentId, r, ctx.config.jobs);
       ctx.metrics.jobs.inc({ event: r.succeeded ? "succeeded" : "failed" });
-      log.info({ agent_id: who.agentId, job_id: r.jobId, succeeded: r.succeeded, code: r.errorCode || undefined }, "job completed");
+      log.info(
+        {
+          event: EVENT.SERVER_JOB_COMPLETED,
+          agent_id: who.agentId,
+          job_id: r.jobId,
+          succeeded: r.succeeded,
+          code: r.errorCode || undefined,
+        },
+        "job completed",
+      );
       await ctx.audit.record({
         actor: `agent:${who.agentId}`,
         action: "job.complete",

@@ -5,13 +5,14 @@ import type { Logger } from "pino";
 import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../../signing/errors.js";
 import type { ServerContext, SurfaceCall } from "../context.js";
 import { toServiceError } from "./status.js";
+import { EVENT } from "../../signing/events.js";
 
 export function publicError(e: unknown, log: Logger, rpc: string): ReturnType<typeof toServiceError> {
   if (errorCodeOf(e) === ErrorCode.INTERNAL) {
-    log.error({ err: e, rpc }, "internal error");
+    log.error({ event: EVENT.SERVER_INTERNAL_ERROR, err: e, rpc }, "internal error");
     return toServiceError(new ArcadeError(ErrorCode.INTERNAL, "internal server error; the server log has the details"));
   }
-  log.warn({ rpc, code: errorCodeOf(e), reason: (e as Error).message }, "request refused");
+  log.warn({ event: EVENT.SERVER_REQUEST_REFUSED, rpc, code: errorCodeOf(e), reason: (e as Error).message }, "request refused");
   return toServiceError(e);
 }
 

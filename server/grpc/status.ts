@@ -1,7 +1,8 @@
 // Maps our error codes to gRPC status codes. The details carry "CODE: message" so the client
 // rebuilds the same typed error (signing/errors.ts fromWireMessage).
 import { status, type ServiceError, Metadata } from "@grpc/grpc-js";
-import { ErrorCode, errorCodeOf, toWireMessage } from "../../signing/errors.js";
+import { RETRY_AFTER_HEADER } from "../../proto/rpc.js";
+import { ArcadeError, ErrorCode, errorCodeOf, toWireMessage } from "../../signing/errors.js";
 
 const GRPC_STATUS: Partial<Record<ErrorCode, status>> = {
   CONFIG_INVALID: status.INVALID_ARGUMENT,
@@ -35,5 +36,8 @@ export function toServiceError(e: unknown): Partial<ServiceError> {
   const code = errorCodeOf(e);
   const md = new Metadata();
   md.set("arcade-error-code", code);
+  // A refusal that passes by itself (a throttled source) says when, so clients retry instead of giving up.
+  const retryAfterMs = e instanceof ArcadeError ? e.details.retryAfterMs : undefined;
+  if (typeof retryAfterMs === "number") md.set(RETRY_AFTER_HEADER, String(Math.ceil(retryAfterMs)));
   return { code: GRPC_STATUS[code] ?? status.INTERNAL, details: toWireMessage(e), metadata: md };
 }

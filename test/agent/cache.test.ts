@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { PluginCache } from "../../agent/cache.js";
 
 const log = pino({ level: "silent" });
@@ -60,12 +60,16 @@ describe("plugin cache", () => {
 
   it("evicts least recently used downloads past cache_size, never built-ins or plugins in use", async () => {
     const c = await PluginCache.open(root(), 3 * MB, log);
+    // Use times come from the clock: step it explicitly so "least recently used" is unambiguous.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    onTestFinished(() => void vi.useRealTimers());
+    const t0 = Date.now();
     await c.install(ref("builtin"), staged(c, "builtin"), MB, { builtin: true, treeDigest: "t" });
     const old = await c.install(ref("old"), staged(c, "old"), MB, { treeDigest: "t" });
     const release = c.acquire(old); // in use by a job
-    await new Promise((r) => setTimeout(r, 5));
+    vi.setSystemTime(t0 + 1000);
     await c.install(ref("mid"), staged(c, "mid"), MB, { treeDigest: "t" });
-    await new Promise((r) => setTimeout(r, 5));
+    vi.setSystemTime(t0 + 2000);
     await c.install(ref("new"), staged(c, "new"), MB, { treeDigest: "t" }); // 4 MB > 3 MB: one must go
     expect(
       c

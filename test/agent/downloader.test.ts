@@ -16,6 +16,7 @@ import { CLIENT_OPTIONS, bearer, call, channelCredentials } from "../../proto/rp
 import { loadTrustStore } from "../../keys/truststore.js";
 import { publisher } from "../helpers/keys.js";
 import { cleanup, enrollAgent, pack, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
+import { EVENT } from "../../signing/events.js";
 
 const log = pino({ level: "silent" });
 let server: TestServer;
@@ -107,7 +108,7 @@ describe("downloader", () => {
     const r = await d.ensure(ref());
     expect(r.cached).toBe(false);
     expect(fs.existsSync(path.join(cache.dirOf(r.entry), "payload.bin"))).toBe(true);
-    const line = await server.proc.waitFor((l) => l.msg === "plugin served" && l.agent_id === "dl-resume");
+    const line = await server.proc.waitForEvent(EVENT.SERVER_PLUGIN_SERVED, { agent_id: "dl-resume" });
     expect(line.offset).toBe(half);
     expect(line.bytes).toBe(body.length - half);
     expect(fs.existsSync(cache.partialPath(ref()))).toBe(false);

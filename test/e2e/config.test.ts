@@ -13,7 +13,7 @@ async function startWith(kind: "server" | "agent", file: string, body: string, e
   const cfg = path.join(dir, file);
   fs.writeFileSync(cfg, body);
   const p = spawnArcade([kind, "start", "--config", cfg], env);
-  const code = await p.exited;
+  const code = await p.closed; // (closed, not exited: all of stderr has been read)
   return { code, stderr: p.stderr.join("\n") };
 }
 

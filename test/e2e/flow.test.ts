@@ -9,6 +9,7 @@ import { call } from "../../proto/rpc.js";
 import { waitForJob } from "../../cli/jobs.js";
 import { openDatabase } from "../../server/db/client.js";
 import { EXAMPLES, cleanup, pack, startTestAgent, startTestServer, writePlugin, type TestServer } from "../helpers/harness.js";
+import { EVENT } from "../../signing/events.js";
 
 let server: TestServer;
 let agent: Awaited<ReturnType<typeof startTestAgent>>;
@@ -158,10 +159,10 @@ describe("five-step flow", () => {
   it("reports the plugins it already has when it registers again after a restart", async () => {
     await agent.proc.stop();
     agent = await startTestAgent(server, agent.id, "", agent.dir);
-    const line = await agent.proc.waitFor((l) => l.msg === "registered with the server");
+    const line = await agent.proc.waitForEvent(EVENT.AGENT_REGISTERED);
     // enrolled once: the credential stays on disk, private, and the token was not needed again
     expect(fs.statSync(path.join(agent.dir, "credential")).mode & 0o777).toBe(0o600);
-    expect(agent.proc.lines.some((l) => l.msg === "enrolled: credential stored")).toBe(false);
+    expect(agent.proc.lines.some((l) => l.event === EVENT.AGENT_ENROLLED)).toBe(false);
     expect(line.installed).toBeGreaterThanOrEqual(4);
     const { db, close } = await openDatabase(server.databaseUrl, { log: () => {} });
     try {

@@ -12,6 +12,7 @@ import { spawnArcade } from "../../cli/processes.js";
 import { cleanup, enrollAgent, pack, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
 import { testCerts } from "../helpers/tls.js";
 import { publisher } from "../helpers/keys.js";
+import { EVENT } from "../../signing/events.js";
 
 let server: TestServer;
 let agents: AgentServiceClient;
@@ -230,7 +231,7 @@ describe("transport", () => {
     const wrongCert = as(otherCert);
     expect(await codeOf(call(wrongCert.fetchJob, wrongCert, {}, bearer(cred)))).toBe("PERMISSION_DENIED");
     const noCert = as(undefined);
-    expect(await codeOf(call(noCert.fetchJob, noCert, {}, bearer(cred), 5000))).not.toBe("ok");
+    expect(await codeOf(call(noCert.fetchJob, noCert, {}, bearer(cred), 5000))).toBe("TLS_CLIENT_CERT_REQUIRED");
     const foreignCa = tempDir();
     const { writeCertsDir } = await import("../../keys/certs.js");
     await writeCertsDir(foreignCa, { hosts: ["127.0.0.1"], agents: ["mtls-a"] });
@@ -260,7 +261,7 @@ describe("transport", () => {
       ...CLIENT_OPTIONS,
       "grpc.use_local_subchannel_pool": 1,
     });
-    expect(await codeOf(call(c.fetchJob, c, {}, bearer("arc_agent_xxxxxxxxxxxxxxxxxxxx"), 5000))).not.toBe("ok");
+    expect(await codeOf(call(c.fetchJob, c, {}, bearer("arc_agent_xxxxxxxxxxxxxxxxxxxx"), 5000))).toBe("TLS_SERVER_UNTRUSTED");
     c.close();
   });
 
@@ -272,12 +273,12 @@ describe("transport", () => {
       `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "data"\n[metrics]\nlisten = ""\n[trust]\nkeyring = "${(await publisher()).keyring}"\n`,
     );
     const refused = spawnArcade(["server", "start", "--config", cfg]);
-    expect(await refused.exited).toBe(1);
+    expect(await refused.closed).toBe(1);
     expect(refused.stderr.join("\n")).toMatch(/CONFIG_INVALID: production mode requires TLS/);
     const insecure = spawnArcade(["server", "start", "--config", cfg, "--insecure"]);
-    const warn = await insecure.waitFor((l) => String(l.msg).startsWith("INSECURE"));
+    const warn = await insecure.waitForEvent(EVENT.SERVER_INSECURE);
     expect(warn.level).toBe(40);
-    await insecure.waitFor((l) => l.msg === "ready");
+    await insecure.waitForEvent(EVENT.SERVER_READY);
     await insecure.stop();
   });
 });

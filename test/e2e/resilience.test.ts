@@ -7,6 +7,7 @@ import { Stage } from "../../proto/gen/arcade/v1/plugin.js";
 import { call } from "../../proto/rpc.js";
 import { waitForJob } from "../../cli/jobs.js";
 import { cleanup, pack, startTestAgent, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
+import { EVENT } from "../../signing/events.js";
 
 let server: TestServer;
 afterAll(cleanup);
@@ -36,7 +37,7 @@ describe("stuck jobs", () => {
     const agent = await startTestAgent(server);
     const marker = path.join(tempDir(), "pid");
     const jobId = await submit(agent.id, [`sleep 60 & echo $! > ${marker}; wait`], 120);
-    await agent.proc.waitFor((l) => l.msg === "command" && l.job_id === jobId);
+    await agent.proc.waitForEvent(EVENT.AGENT_COMMAND_STARTED, { job_id: jobId });
     // the shell writes the background pid a moment after the command starts: wait for a whole number
     const readPid = () => (fs.existsSync(marker) ? Number.parseInt(fs.readFileSync(marker, "utf8"), 10) : NaN);
     for (let i = 0; i < 200 && !(readPid() > 1); i++) await new Promise((r) => setTimeout(r, 50));
@@ -51,7 +52,7 @@ describe("stuck jobs", () => {
   it("a job whose agent died is failed with JOB_TIMEOUT once its timeout and grace have passed", async () => {
     const agent = await startTestAgent(server);
     const jobId = await submit(agent.id, ["sleep 60"], 2);
-    await agent.proc.waitFor((l) => l.msg === "command" && l.job_id === jobId);
+    await agent.proc.waitForEvent(EVENT.AGENT_COMMAND_STARTED, { job_id: jobId });
     await agent.proc.stop("SIGKILL");
     const job = await waitForJob(server.admin.client, server.admin.md, jobId, 15_000);
     expect([job.status, job.errorCode]).toEqual(["failed", "JOB_TIMEOUT"]);

@@ -11,6 +11,7 @@ import { releaseFiles, signRelease } from "../../signing/release.js";
 import { packPlugin } from "../../signing/pack.js";
 import { cleanup, pack, startTestAgent, startTestServer, tempDir, writePlugin, type TestServer } from "../helpers/harness.js";
 import { publisher } from "../helpers/keys.js";
+import { EVENT } from "../../signing/events.js";
 
 let server: TestServer;
 afterAll(cleanup);
@@ -91,7 +92,7 @@ describe("agents verify with their own keyring", () => {
     const agent = await startTestAgent(server);
     const job = await runOn(agent.id, p.id);
     expect(job.status).toBe("succeeded");
-    const line = await agent.proc.waitFor((l) => l.msg === "plugin downloaded, verified and installed" && l.plugin_id === p.id);
+    const line = await agent.proc.waitForEvent(EVENT.AGENT_PLUGIN_INSTALLED, { plugin_id: p.id });
     expect(line.signed_by).toEqual([`sigstore:${(await publisher()).sigstore.hint}`]);
   });
 
@@ -149,7 +150,7 @@ describe("development servers", () => {
     const dev = await startTestServer(`[trust]\nallow_unsigned = true\n`, { ARCADE_SERVER_MODE: '"development"' });
     const p = await pack(plugin("sig/unsigned-dev"), "none");
     expect((await dev.publish(p.file)).created).toBe(true);
-    expect(dev.proc.lines.some((l) => String(l.msg).includes("UNSIGNED PLUGINS ARE ACCEPTED"))).toBe(true);
+    expect(dev.proc.lines.some((l) => l.event === EVENT.SERVER_UNSIGNED_ALLOWED)).toBe(true);
     const agent = await startTestAgent(dev);
     const { client, md } = dev.admin;
     const { jobId } = await call(

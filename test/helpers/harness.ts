@@ -123,6 +123,24 @@ export async function startTestAgent(
   env: NodeJS.ProcessEnv = {},
   o: { grant?: string | false; labels?: Record<string, string> } = {},
 ): Promise<TestAgent & { id: string }> {
+  const file = await writeAgentConfig(server, id, extraYaml, dir, o);
+  const { proc, metrics } = await startAgentProcess(file, env);
+  cleanups.push(() => proc.stop().then(() => undefined));
+  // (startAgentProcess returns at agent.ready, which the agent logs only after its first Register)
+  return { id, dir, pluginsDir: path.join(dir, "plugins"), proc, metrics, metricValue: (name, labels) => scrape(metrics, name, labels) };
+}
+
+/**
+ * Writes `<dir>/agent.yaml` for a test agent (enrolling it first unless `dir` holds a credential)
+ * and returns its path; for tests that start the process themselves.
+ */
+export async function writeAgentConfig(
+  server: TestServer,
+  id: string,
+  extraYaml = "",
+  dir = tempDir("arcade-agent-"),
+  o: { grant?: string | false; labels?: Record<string, string> } = {},
+): Promise<string> {
   const file = path.join(dir, "agent.yaml");
   const pub = await publisher();
   if (!fs.existsSync(path.join(dir, "credential"))) {
@@ -137,10 +155,7 @@ export async function startTestAgent(
     file,
     `id: ${id}\nserver: ${server.grpc}\nplugins:\n  directory: plugins\n  download_timeout: 120\nwork_dir: work\ncredential_file: credential\nenrollment_token_file: enrollment.token\npoll_interval: 1\nmetrics_listen: 127.0.0.1:0\n${tls}${trust}${extraYaml}`,
   );
-  const { proc, metrics } = await startAgentProcess(file, env);
-  cleanups.push(() => proc.stop().then(() => undefined));
-  await proc.waitFor((l) => l.msg === "registered with the server");
-  return { id, dir, pluginsDir: path.join(dir, "plugins"), proc, metrics, metricValue: (name, labels) => scrape(metrics, name, labels) };
+  return file;
 }
 
 /** Creates an agent on the server (and a grant for it unless `grant` is false); returns its enrollment token. */

@@ -112,7 +112,9 @@ describe("safeExtract refuses hostile archives and leaves nothing behind", () =>
       const src = new PassThrough();
       const pending = safeExtract(src, tmp);
       src.write(tgz([MANIFEST, { path: "a.bin", body: randomBytes(100_000) }]).subarray(0, 1000));
-      setTimeout(() => src.destroy(new ArcadeError("CHECKSUM_MISMATCH", "sha256 differs")), 20);
+      // fail the source once extraction is under way (its temp dir exists), not after a guessed time
+      for (let i = 0; i < 500 && (await readdir(tmp)).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      src.destroy(new ArcadeError("CHECKSUM_MISMATCH", "sha256 differs"));
       await expect(pending).rejects.toMatchObject({ code: "CHECKSUM_MISMATCH" });
       expect(await readdir(tmp)).toEqual([]);
     });

@@ -3,6 +3,7 @@
 
 import { mkdtemp, readdir, rm, stat, writeFile, mkdir } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -189,9 +190,17 @@ describe("PluginProcess", () => {
   });
 
   it("fails a running stage when the plugin is closed under it", async () => {
-    const proc = await start({ code: `export async function before() { ${hang}; }` });
+    // The plugin says it is inside the stage by writing a marker; the test waits for that, not a time.
+    const marker = path.join(workspace, `running-${counter + 1}`);
+    const proc = await start({
+      code: `export async function before() {
+        await (await import("node:fs/promises")).writeFile(${JSON.stringify(marker)}, "");
+        ${hang};
+      }`,
+    });
     const running = proc.runStage("before", {}, job);
-    await new Promise((r) => setTimeout(r, 50));
+    for (const until = Date.now() + 10_000; !fs.existsSync(marker) && Date.now() < until;) await new Promise((r) => setTimeout(r, 10));
+    expect(fs.existsSync(marker)).toBe(true);
     await proc.close();
     const outcome = await running;
     expect(outcome.error).toEqual({ code: ErrorCode.PLUGIN_FAILED, message: "the plugin was closed while a stage was running" });
