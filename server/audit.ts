@@ -3,12 +3,13 @@
 // records with hashes, signs checkpoints and adds fail-closed mode.)
 import type { Logger } from "pino";
 import type { Db } from "./db/client.js";
+import type { AuditAction, AuditOutcome } from "../signing/vocabulary.js";
 
 export type AuditEvent = {
   actor: string;
-  action: string;
+  action: AuditAction;
   subject?: string;
-  outcome: "allowed" | "denied" | "succeeded" | "failed";
+  outcome: AuditOutcome;
   reason?: string;
   source?: string;
   details?: Record<string, unknown>;

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../../signing/errors.js";
 import type { ServerContext, SurfaceCall } from "../context.js";
 import { toServiceError } from "./status.js";
+import type { AuditAction } from "../../signing/vocabulary.js";
 
 export function publicError(e: unknown, log: Logger, rpc: string): ReturnType<typeof toServiceError> {
   if (errorCodeOf(e) === ErrorCode.INTERNAL) {
@@ -40,7 +41,7 @@ export function peerOf(call: { getPeer(): string }): string {
 export async function throttledAuth<T>(
   ctx: ServerContext,
   call: SurfaceCall,
-  action: string,
+  action: AuditAction,
   subject: string,
   check: () => Promise<T>,
   actor = "unknown",
