@@ -10,10 +10,11 @@ import { ArcadeError, errorCodeOf, errorMessageOf } from "../signing/errors.js";
  */
 const HINTS: Record<string, string> = {
   TLS_CLIENT_CERT_REQUIRED:
-    "this server requires a client certificate: pass --cert/--key (or set ARCADE_CERT/ARCADE_KEY), e.g. the admin certificate `arcade certs init` wrote",
+    "this server requires a client certificate: pass --cert/--key (or set ARCADE_CERT/ARCADE_KEY), one issued by the CA the server trusts (`arcade certs init` issues them)",
   TLS_CLIENT_CERT_REJECTED:
     "the server refused this client certificate: pass --cert/--key issued by the CA the server trusts (its [tls] client_ca)",
-  TLS_SERVER_UNTRUSTED: "the server's certificate is not signed by the CA given: pass the server's CA with --ca (or set ARCADE_CA)",
+  TLS_SERVER_UNTRUSTED:
+    "the server's certificate is not signed by the CA given: pass --ca <the CA that issued the server's certificate> (or set ARCADE_CA)",
   UNAUTHENTICATED: "pass --token, set ARCADE_ADMIN_TOKEN, or point --data-dir at the server's data directory",
 };
 
