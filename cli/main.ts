@@ -146,6 +146,8 @@ withConnection(
 ).action(async (files: string[], o: ConnectOptions & { json?: boolean }) => {
   const { connectAdmin, publishFile } = await import("./admin-client.js");
   const { printJson } = await import("./output.js");
+  const { requireFile } = await import("./files.js");
+  for (const f of files) await requireFile("<tarball>", f);
   const { client, md } = connectAdmin(o);
   try {
     for (const f of files) {

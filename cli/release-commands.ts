@@ -115,7 +115,7 @@ export async function generateKeysCommand(o: {
   passphraseFile?: string;
 }): Promise<void> {
   await fsp.mkdir(o.out, { recursive: true, mode: 0o700 });
-  const passphrase = o.passphraseFile ? (await fsp.readFile(o.passphraseFile, "utf8")).trimEnd() : undefined;
+  const passphrase = o.passphraseFile ? (await readFlagFile("--passphrase-file", o.passphraseFile)).trimEnd() : undefined;
   const k = await generateSigningKey({ name: o.name, email: o.email, passphrase });
   const secret = path.join(o.out, "publisher.secret.asc");
   const pub = path.join(o.out, "publisher.asc");
