@@ -18,6 +18,8 @@ export const AUDIT_ACTIONS = [
   "auth.agent",
   "job.complete",
   "job.dispatch",
+  // a pending job no agent took within jobs.pending_timeout
+  "job.expire",
   "job.submit",
   "plugin.download",
   "plugin.publish",
