@@ -105,7 +105,12 @@ export function registerAdminCommands(program: Command, agent: Command, withConn
   agent
     .command("doctor")
     .description("show which isolation layers plugins get on this machine, and how to enable the missing ones")
-    .action(async () => {
+    .option("--json", "print the detected layers as JSON")
+    .action(async (o: { json?: boolean }) => {
+      if (o.json) {
+        const { detectSandbox } = await import("../agent/sandbox/detect.js");
+        return printJson(await detectSandbox());
+      }
       const { runDoctor } = await import("../agent/doctor.js");
       console.log(await runDoctor());
     });
@@ -113,18 +118,22 @@ export function registerAdminCommands(program: Command, agent: Command, withConn
     .command("verify-cache")
     .description("re-verify every installed plugin (files and signatures); failures are quarantined; exit 1 if any")
     .option("-c, --config <file>", "agent config (YAML)")
-    .action(async (o: { config?: string }) => {
+    .option("--json", "print the report as JSON")
+    .action(async (o: { config?: string; json?: boolean }) => {
       const { loadAgentConfig } = await import("../agent/config.js");
       const { PluginCache } = await import("../agent/cache.js");
       const { verifyCache } = await import("../agent/verify-cache.js");
       const { loadTrustStore } = await import("../keys/truststore.js");
       const { createLogger } = await import("./log.js");
       const cfg = loadAgentConfig(o.config);
-      const log = createLogger("arcade-agent");
+      const log = createLogger("arcade-agent", { toStderr: o.json === true });
       const cache = await PluginCache.open(cfg.pluginsDir, cfg.cacheSizeBytes, log);
       const r = await verifyCache(cache, await loadTrustStore(cfg.trust), log);
-      console.log(`checked ${r.checked}, ok ${r.ok}, quarantined ${r.quarantined.length}`);
-      for (const q of r.quarantined) console.log(`  quarantined ${q.plugin}: ${q.code}: ${q.message}`);
+      if (o.json) printJson(r);
+      else {
+        console.log(`checked ${r.checked}, ok ${r.ok}, quarantined ${r.quarantined.length}`);
+        for (const q of r.quarantined) console.log(printable(`  quarantined ${q.plugin}: ${q.code}: ${q.message}`));
+      }
       if (r.quarantined.length > 0) process.exitCode = 1;
     });
 

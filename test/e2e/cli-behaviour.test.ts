@@ -210,6 +210,19 @@ describe("arcade: --json", () => {
     );
   });
 
+  it("agent doctor and agent verify-cache print JSON", async () => {
+    const doctor = json(await arcade(["agent", "doctor", "--json"]));
+    expect(doctor).toMatchObject({ node: { version: process.version }, layers: expect.any(Object) });
+    const dir = tempDir();
+    const cfg = path.join(dir, "agent.yaml");
+    fs.writeFileSync(
+      cfg,
+      `id: json-cache\nserver: ${server.grpc}\nplugins:\n  directory: ${dir}/plugins\nwork_dir: ${dir}/work\ncredential_file: ${dir}/credential\nenrollment_token_file: ${dir}/token\ntls:\n  ca: ${server.ca}\ntrust:\n  keyring: ${(await publisher()).keyring}\n`,
+    );
+    const r = await arcade(["agent", "verify-cache", "--config", cfg, "--json"]);
+    expect([r.code, json(r)]).toEqual([0, expect.objectContaining({ checked: 0, ok: 0, quarantined: [] })]);
+  });
+
   it("plugin publish, inspect and verify print JSON", async () => {
     const p = await pack(path.join(EXAMPLES, "report-workspace"));
     const pub = json(await arcade(["plugin", "publish", p.file, "--json"]));
