@@ -1,14 +1,16 @@
 // The CLI's side of AdminService: where the server is, the admin token, and the publish upload.
+// On every client command's path: what only publishing needs (tar, zod, signatures) is
+// imported inside publishFile.
 import fs from "node:fs";
 import path from "node:path";
 import type { Metadata } from "@grpc/grpc-js";
 import { AdminServiceClient, type PublishPluginResponse } from "../proto/gen/arcade/v1/admin.js";
 import { CLIENT_OPTIONS, bearer, channelCredentials, fromServiceError } from "../proto/rpc.js";
-import { sha256File } from "../signing/digest.js";
+import { isLoopback, splitHostPort } from "../signing/address.js";
 import { ArcadeError, ErrorCode, isArcadeError } from "../signing/errors.js";
-import { readReleaseFiles } from "../signing/release.js";
-import { isLoopback, splitHostPort } from "../signing/validation.js";
-import { readManifestFromTarball } from "../signing/pack.js";
+import { transferProgress } from "./progress.js";
+
+export { call } from "../proto/rpc.js";
 
 export type ConnectOptions = {
   server?: string;
@@ -51,6 +53,9 @@ const CHUNK = 256 * 1024;
 
 /** Uploads a tarball: header (id, version from its manifest; sha256 and size computed here), then chunks. */
 export async function publishFile(client: AdminServiceClient, md: Metadata, file: string): Promise<PublishPluginResponse> {
+  const { readManifestFromTarball } = await import("../signing/pack.js");
+  const { sha256File } = await import("../signing/digest.js");
+  const { readReleaseFiles } = await import("../signing/release-files.js");
   const manifest = await readManifestFromTarball(file);
   const { sha256, size } = await sha256File(file);
   // The signed statement and signatures beside the tarball; without them the server decides
@@ -64,19 +69,23 @@ export async function publishFile(client: AdminServiceClient, md: Metadata, file
     openpgpSignatures: r.openpgp.map((b) => Buffer.from(b)),
     sigstoreBundles: r.sigstore,
   };
-  return new Promise((resolve, reject) => {
+  const progress = await transferProgress(`${manifest.id}@${manifest.version}`, size);
+  return new Promise<PublishPluginResponse>((resolve, reject) => {
     const call = client.publishPlugin(md, { deadline: new Date(Date.now() + 30 * 60_000) }, (err, res) =>
       err ? reject(fromServiceError(err)) : resolve(res),
     );
     void (async () => {
       call.write({ payload: { $case: "header", value: { pluginId: manifest.id, version: manifest.version, sha256, size, release } } });
+      let sent = 0;
       for await (const buf of fs.createReadStream(file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>) {
         if (!call.write({ payload: { $case: "chunk", value: buf } })) await new Promise((r) => call.once("drain", r));
+        sent += buf.length;
+        progress.update(sent);
       }
       call.end();
     })().catch((e: unknown) => {
       call.cancel();
       reject(e instanceof ArcadeError ? e : new ArcadeError(ErrorCode.INTERNAL, String(e)));
     });
-  });
+  }).finally(() => progress.stop());
 }

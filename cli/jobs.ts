@@ -1,83 +1,103 @@
-// `arcade job submit|status`: job specs from flags or a YAML/JSON file, and a readable report.
-import fs from "node:fs";
-import { parse as parseYaml } from "yaml";
-import { z } from "zod";
-import type { AdminServiceClient, JobPluginSpec, JobStatus, SubmitJobRequest } from "../proto/gen/arcade/v1/admin.js";
+// `arcade job submit|status`: submit, wait with progress on a terminal, and a readable report.
 import type { Metadata } from "@grpc/grpc-js";
+import type { AdminServiceClient, JobStatus } from "../proto/gen/arcade/v1/admin.js";
+import { StepStatus, stageToJSON, stepStatusToJSON } from "../proto/gen/arcade/v1/plugin.js";
 import { call } from "../proto/rpc.js";
-import { stageFromName, stageName, stepStatusName } from "../proto/stages.js";
-import { StepStatus } from "../proto/gen/arcade/v1/plugin.js";
-import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
-import { parsePluginRef } from "../signing/manifest.js";
+import { stageName, stepStatusName } from "../proto/stages.js";
+import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { neutralizeBlock, neutralizeLine } from "../signing/text.js";
-import { parseWith } from "../signing/validation.js";
+import { connectAdmin, type ConnectOptions } from "./admin-client.js";
+import { enumNamer, printJson, printable } from "./output.js";
+import { jobProgress } from "./progress.js";
+import type { SubmitFlags } from "./job-file.js";
 
-const JobFile = z.strictObject({
-  commands: z.array(z.string().min(1)).default([]),
-  plugins: z
-    .array(
-      z.strictObject({
-        plugin: z.string().min(3),
-        stage: z.enum(["before", "after", "on_success", "on_failure"]),
-        order: z.number().int().min(0).default(0),
-        config: z.record(z.string(), z.unknown()).default({}),
-      }),
-    )
-    .default([]),
-  agent: z.string().optional(),
-  timeout: z.number().int().min(1).optional(),
-});
+/** Enum fields of job messages, by name in --json output. */
+export const JOB_ENUMS = { stage: enumNamer(stageToJSON, "STAGE_"), status: enumNamer(stepStatusToJSON, "STEP_STATUS_") };
 
-export type SubmitFlags = { run?: string[]; plugin?: string[]; config?: string[]; file?: string; agent?: string; timeout?: string };
+const DONE_STEP = new Set<StepStatus>([StepStatus.STEP_STATUS_SUCCEEDED, StepStatus.STEP_STATUS_FAILED, StepStatus.STEP_STATUS_SKIPPED]);
 
-export function buildJobRequest(f: SubmitFlags): SubmitJobRequest {
-  const req: SubmitJobRequest = { commands: [], plugins: [], agentId: f.agent ?? "", timeoutSeconds: f.timeout ? Number(f.timeout) : 0 };
-  if (f.file) {
-    let doc: unknown;
-    try {
-      doc = parseYaml(fs.readFileSync(f.file, "utf8"));
-    } catch (e) {
-      throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `${f.file}: ${errorMessageOf(e)}`);
+function seconds(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `${flag} ${v}: expected a number of seconds`);
+  return n;
+}
+
+export async function submitCommand(
+  o: SubmitFlags & ConnectOptions & { wait?: boolean; json?: boolean; waitTimeout: string },
+): Promise<void> {
+  const { buildJobRequest } = await import("./job-file.js");
+  const req = buildJobRequest(o);
+  const waitMs = seconds("--wait-timeout", o.waitTimeout) * 1000;
+  const { client, md } = connectAdmin(o);
+  try {
+    const { jobId } = await call(client.submitJob, client, req, md);
+    if (!o.wait) {
+      if (o.json) printJson({ jobId });
+      else console.log(jobId);
+      return;
     }
-    const j = parseWith(JobFile, doc, f.file, ErrorCode.INVALID_ARGUMENT);
-    req.commands.push(...j.commands);
-    for (const p of j.plugins) req.plugins.push(spec(p.plugin, p.stage, p.order, JSON.stringify(p.config)));
-    if (j.agent && !f.agent) req.agentId = j.agent;
-    if (j.timeout && !f.timeout) req.timeoutSeconds = j.timeout;
+    const j = await waitWithProgress(client, md, jobId, waitMs, "--wait-timeout");
+    report(j, o.json);
+    if (j.status !== "succeeded") process.exitCode = 1;
+  } finally {
+    client.close();
   }
-  req.commands.push(...(f.run ?? []));
-  const configs = new Map<string, string>();
-  for (const c of f.config ?? []) {
-    const i = c.indexOf("=");
-    if (i < 1) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `--config ${c}: expected <plugin id>=<JSON object>`);
-    configs.set(c.slice(0, i), c.slice(i + 1));
-  }
-  for (const p of f.plugin ?? []) {
-    const [ref, stage = "", order = "0"] = p.split(":");
-    const { id } = parsePluginRef(ref!);
-    req.plugins.push(spec(ref!, stage, Number(order), configs.get(id) ?? "{}"));
-  }
-  if (Number.isNaN(req.timeoutSeconds)) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "--timeout must be a number of seconds");
-  return req;
 }
 
-function spec(ref: string, stage: string, order: number, configJson: string): JobPluginSpec {
-  const { id, version } = parsePluginRef(ref);
-  const s = stageFromName(stage);
-  if (s === undefined)
-    throw new ArcadeError(
-      ErrorCode.INVALID_ARGUMENT,
-      `plugin ${ref}: stage must be before, after, on_success or on_failure (write ${ref}:before:1)`,
+export async function statusCommand(jobId: string, o: ConnectOptions & { wait?: boolean; json?: boolean; timeout: string }): Promise<void> {
+  const waitMs = seconds("--timeout", o.timeout) * 1000;
+  const { client, md } = connectAdmin(o);
+  try {
+    const j = o.wait
+      ? await waitWithProgress(client, md, jobId, waitMs, "--timeout")
+      : (await call(client.getJob, client, { jobId }, md)).job!;
+    report(j, o.json);
+  } finally {
+    client.close();
+  }
+}
+
+function report(j: JobStatus, json: boolean | undefined): void {
+  if (json) printJson(j, JOB_ENUMS);
+  else console.log(printable(formatJob(j)));
+}
+
+async function waitWithProgress(
+  client: AdminServiceClient,
+  md: Metadata,
+  jobId: string,
+  timeoutMs: number,
+  flag: string,
+): Promise<JobStatus> {
+  const bar = await jobProgress(jobId);
+  try {
+    return await waitForJob(client, md, jobId, timeoutMs, (j) =>
+      bar.show(j.status, j.steps.filter((s) => DONE_STEP.has(s.status)).length, j.steps.length),
     );
-  if (!Number.isInteger(order) || order < 0)
-    throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `plugin ${ref}: order must be a whole number`);
-  return { pluginId: id, version, stage: s, executionOrder: order, configJson };
+  } catch (e) {
+    if (e instanceof ArcadeError && e.code === ErrorCode.JOB_TIMEOUT)
+      throw new ArcadeError(
+        ErrorCode.JOB_TIMEOUT,
+        `${e.message}; stopped waiting (${flag}), the job keeps running: follow it with \`arcade job status ${jobId} --wait\``,
+      );
+    throw e;
+  } finally {
+    bar.stop();
+  }
 }
 
-export async function waitForJob(client: AdminServiceClient, md: Metadata, jobId: string, timeoutMs: number): Promise<JobStatus> {
+/** Polls until the job finishes; JOB_TIMEOUT after timeoutMs (the job itself is left alone). */
+export async function waitForJob(
+  client: AdminServiceClient,
+  md: Metadata,
+  jobId: string,
+  timeoutMs: number,
+  onUpdate?: (j: JobStatus) => void,
+): Promise<JobStatus> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const { job } = await call(client.getJob, client, { jobId }, md);
+    if (job) onUpdate?.(job);
     if (job && (job.status === "succeeded" || job.status === "failed")) return job;
     if (Date.now() > until)
       throw new ArcadeError(ErrorCode.JOB_TIMEOUT, `job ${jobId} is still ${job?.status} after ${Math.round(timeoutMs / 1000)} s`);

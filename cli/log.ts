@@ -3,7 +3,10 @@
 // used everywhere so `grep plugin_id` works on both forms.
 import { pino, type Logger } from "pino";
 
-export function createLogger(name: string, opts: { level?: string; pretty?: boolean } = {}): Logger {
+/** `toStderr`: for commands whose stdout is their result (e.g. --json), logs go to stderr as JSON lines. */
+export function createLogger(name: string, opts: { level?: string; pretty?: boolean; toStderr?: boolean } = {}): Logger {
+  if (opts.toStderr)
+    return pino({ name, level: opts.level ?? process.env.ARCADE_LOG_LEVEL ?? "info", base: { name } }, pino.destination(2));
   const level = opts.level ?? process.env.ARCADE_LOG_LEVEL ?? "info";
   const pretty = opts.pretty ?? (process.stdout.isTTY === true && process.env.ARCADE_LOG_FORMAT !== "json");
   if (pretty) {

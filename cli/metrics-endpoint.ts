@@ -2,13 +2,15 @@
 // API. Used for both the server and the agent.
 import http from "node:http";
 import type { Registry } from "prom-client";
-import { splitHostPort } from "../signing/validation.js";
+import { bindError, splitHostPort } from "../signing/address.js";
 
 /** Serves /metrics and /healthz; resolves with the bound address (port 0 picks a free one). */
 export async function serveMetrics(
   registry: Registry,
   listen: string,
   healthy: () => Promise<boolean>,
+  /** The config key that set `listen` and its variable, named when the port cannot be bound. */
+  setting: { key: string; env: string } = { key: "metrics.listen", env: "ARCADE_METRICS_LISTEN" },
 ): Promise<{ address: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     void (async () => {
@@ -26,7 +28,7 @@ export async function serveMetrics(
   });
   const { host, port } = splitHostPort(listen);
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (e) => reject(bindError(e, setting.key, setting.env, listen)));
     server.listen(port, host, () => resolve());
   });
   const addr = server.address();

@@ -3,7 +3,6 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import { readSignature } from "openpgp";
 import { loadTrustStore, type TrustFiles } from "../keys/truststore.js";
 import { sha256File } from "../signing/digest.js";
 import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../signing/errors.js";
@@ -12,18 +11,39 @@ import { generateSigningKey, readSecretKey } from "../signing/openpgp.js";
 import { readManifestFromTarball } from "../signing/pack.js";
 import { readReleaseFiles, signRelease, verifyRelease, type ReleaseSigner } from "../signing/release.js";
 import { generateSigstoreKeyPair } from "../signing/sigstore.js";
-import { checkManifestMatchesStatement, checkStatementMatches, parseStatement } from "../signing/statement.js";
+import { checkManifestMatchesStatement, checkStatementMatches } from "../signing/statement.js";
+import { packPlugin } from "../signing/pack.js";
+import { readFlagFile, requireFile } from "./files.js";
+import { printJson } from "./output.js";
+
+export async function packCommand(dir: string, o: { out?: string }): Promise<void> {
+  const text = await readFlagFile("<dir>", path.join(dir, "manifest.json"));
+  let manifest: { id?: string; version?: string };
+  try {
+    manifest = JSON.parse(text) as typeof manifest;
+  } catch (e) {
+    throw new ArcadeError(ErrorCode.MANIFEST_INVALID, `${path.join(dir, "manifest.json")}: not JSON: ${errorMessageOf(e)}`);
+  }
+  const out = o.out ?? `${String(manifest.id).replace("/", "-")}-${manifest.version}.tgz`;
+  const r = await packPlugin(dir, out);
+  console.log(`${out}\n  ${r.manifest.id}@${r.manifest.version}  sha256 ${r.sha256}  ${r.size} bytes`);
+}
 
 export type SignFlags = { key?: string; passphraseFile?: string; sigstoreKey?: string; sigstoreHint?: string };
 
 export async function signCommand(tgz: string, o: SignFlags): Promise<void> {
-  const manifest = await readManifestFromTarball(tgz);
-  const { sha256, size } = await sha256File(tgz);
-  const passphrase = o.passphraseFile ? (await fsp.readFile(o.passphraseFile, "utf8")).trimEnd() : undefined;
-  const openpgpKey = o.key ? await readSecretKey(await fsp.readFile(o.key, "utf8"), passphrase, o.key) : undefined;
+  if (!o.key && !o.sigstoreKey)
+    throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "nothing to sign with: pass --key <OpenPGP secret key> and/or --sigstore-key <PEM>");
   if (o.sigstoreKey && !o.sigstoreHint)
     throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, "--sigstore-key needs --sigstore-hint (the name verifiers know the key by)");
-  const sigstore = o.sigstoreKey ? { privateKeyPem: await fsp.readFile(o.sigstoreKey, "utf8"), hint: o.sigstoreHint! } : undefined;
+  const passphrase = o.passphraseFile ? (await readFlagFile("--passphrase-file", o.passphraseFile)).trimEnd() : undefined;
+  const keyText = o.key ? await readFlagFile("--key", o.key) : undefined;
+  const sigstorePem = o.sigstoreKey ? await readFlagFile("--sigstore-key", o.sigstoreKey) : undefined;
+  await requireFile("<tarball>", tgz);
+  const manifest = await readManifestFromTarball(tgz);
+  const { sha256, size } = await sha256File(tgz);
+  const openpgpKey = keyText !== undefined ? await readSecretKey(keyText, passphrase, o.key) : undefined;
+  const sigstore = sigstorePem !== undefined ? { privateKeyPem: sigstorePem, hint: o.sigstoreHint! } : undefined;
   const { statement, files } = await signRelease(tgz, { manifest, sha256, size }, { openpgpKey, sigstore });
   console.log(`signed ${pluginKey(statement.id, statement.version)}  sha256 ${statement.sha256}  ${statement.size} bytes`);
   for (const f of files) console.log(`  wrote ${f}`);
@@ -31,20 +51,34 @@ export async function signCommand(tgz: string, o: SignFlags): Promise<void> {
 
 export type TrustFlags = { keyring?: string; sigstoreKey?: string[] };
 
-export function trustFromFlags(o: TrustFlags): TrustFiles {
+export async function trustFromFlags(o: TrustFlags): Promise<TrustFiles> {
   const sigstoreKeys = (o.sigstoreKey ?? []).map((s) => {
     const i = s.indexOf("=");
     if (i < 1) throw new ArcadeError(ErrorCode.INVALID_ARGUMENT, `--sigstore-key ${s}: expected <hint>=<public key PEM file>`);
     return { hint: s.slice(0, i), key: s.slice(i + 1) };
   });
+  if (!o.keyring && sigstoreKeys.length === 0)
+    throw new ArcadeError(
+      ErrorCode.INVALID_ARGUMENT,
+      "no trusted keys: pass --keyring <file> (armored OpenPGP public keys) and/or --sigstore-key <hint>=<public key PEM>",
+    );
+  if (o.keyring) await readFlagFile("--keyring", o.keyring);
+  for (const k of sigstoreKeys) await readFlagFile("--sigstore-key", k.key);
   return { keyring: o.keyring, sigstoreKeys };
 }
 
 /** The verifier's sequence, as an agent runs it, printed step by step. Returns the exit code. */
-export async function verifyCommand(tgz: string, o: TrustFlags): Promise<number> {
-  const step = (name: string, detail: string) => console.log(`  ok  ${name.padEnd(10)} ${detail}`);
+export async function verifyCommand(tgz: string, o: TrustFlags & { json?: boolean }): Promise<number> {
+  const steps: { step: string; detail: string }[] = [];
+  const step = (name: string, detail: string) => {
+    steps.push({ step: name, detail });
+    if (!o.json) console.log(`  ok  ${name.padEnd(10)} ${detail}`);
+  };
+  // Flag mistakes are usage errors (error CODE, exit 1), not a verdict on the tarball.
+  const trustFiles = await trustFromFlags(o);
+  await requireFile("<tarball>", tgz);
   try {
-    const trust = await loadTrustStore(trustFromFlags(o));
+    const trust = await loadTrustStore(trustFiles);
     const { sha256, size } = await sha256File(tgz);
     step("digest", `sha256 ${sha256}, ${size} bytes`);
     const { statement, signers } = await verifyRelease(await readReleaseFiles(tgz), trust);
@@ -57,54 +91,13 @@ export async function verifyCommand(tgz: string, o: TrustFlags): Promise<number>
       "manifest",
       `${manifest.id}@${manifest.version}: entry ${manifest.entry}, stages ${manifest.stages.join(", ")}, network ${manifest.permissions.network ? "requested" : "no"}`,
     );
-    console.log(`VERIFIED ${pluginKey(statement.id, statement.version)}`);
+    if (o.json) printJson({ verified: true, plugin: pluginKey(statement.id, statement.version), sha256, size, signers, steps });
+    else console.log(`VERIFIED ${pluginKey(statement.id, statement.version)}`);
     return 0;
   } catch (e) {
-    console.log(`REFUSED ${errorCodeOf(e)}: ${errorMessageOf(e)}`);
+    if (o.json) printJson({ verified: false, code: errorCodeOf(e), message: errorMessageOf(e), steps });
+    else console.log(`REFUSED ${errorCodeOf(e)}: ${errorMessageOf(e)}`);
     return 1;
-  }
-}
-
-/** What a tarball and its release files say about themselves; nothing here is verified. */
-export async function inspectCommand(tgz: string): Promise<void> {
-  const { sha256, size } = await sha256File(tgz);
-  const manifest = await readManifestFromTarball(tgz);
-  console.log(`${tgz}\n  sha256    ${sha256}\n  size      ${size} bytes`);
-  console.log(`  manifest  ${JSON.stringify(manifest, null, 2).replace(/\n/g, "\n            ")}`);
-  const release = await readReleaseFiles(tgz).catch(() => undefined);
-  if (!release) {
-    console.log("  release   none: unsigned (sign with `arcade plugin sign`)");
-    return;
-  }
-  try {
-    const st = parseStatement(release.statement);
-    const matches = st.sha256 === sha256 && st.size === size ? "matches these bytes" : "DOES NOT match these bytes";
-    console.log(`  statement ${pluginKey(st.id, st.version)} published ${st.publishedAt}, ${matches} (unverified)`);
-  } catch (e) {
-    console.log(`  statement unreadable: ${errorMessageOf(e)}`);
-  }
-  for (const sig of release.openpgp) {
-    const issuers = await issuersOf(sig);
-    console.log(`  openpgp   signature by key ${issuers} (unverified; run \`arcade plugin verify --keyring ...\`)`);
-  }
-  for (const b of release.sigstore) {
-    const hint = (JSON.parse(b) as { verificationMaterial?: { publicKey?: { hint?: string } } }).verificationMaterial?.publicKey?.hint;
-    console.log(`  sigstore  bundle for key hint ${hint ?? "?"} (unverified)`);
-  }
-}
-
-async function issuersOf(sig: Uint8Array): Promise<string> {
-  try {
-    const text = Buffer.from(sig).toString("utf8");
-    const s = text.startsWith("-----BEGIN PGP SIGNATURE")
-      ? await readSignature({ armoredSignature: text })
-      : await readSignature({ binarySignature: sig });
-    return s
-      .getSigningKeyIDs()
-      .map((k) => k.toHex().toUpperCase())
-      .join(", ");
-  } catch {
-    return "(unparseable signature)";
   }
 }
 
@@ -122,7 +115,7 @@ export async function generateKeysCommand(o: {
   passphraseFile?: string;
 }): Promise<void> {
   await fsp.mkdir(o.out, { recursive: true, mode: 0o700 });
-  const passphrase = o.passphraseFile ? (await fsp.readFile(o.passphraseFile, "utf8")).trimEnd() : undefined;
+  const passphrase = o.passphraseFile ? (await readFlagFile("--passphrase-file", o.passphraseFile)).trimEnd() : undefined;
   const k = await generateSigningKey({ name: o.name, email: o.email, passphrase });
   const secret = path.join(o.out, "publisher.secret.asc");
   const pub = path.join(o.out, "publisher.asc");

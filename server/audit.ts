@@ -4,12 +4,13 @@
 import type { Logger } from "pino";
 import type { Db } from "./db/client.js";
 import { EVENT } from "../signing/events.js";
+import type { AuditAction, AuditOutcome } from "../signing/vocabulary.js";
 
 export type AuditEvent = {
   actor: string;
-  action: string;
+  action: AuditAction;
   subject?: string;
-  outcome: "allowed" | "denied" | "succeeded" | "failed";
+  outcome: AuditOutcome;
   reason?: string;
   source?: string;
   details?: Record<string, unknown>;

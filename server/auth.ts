@@ -8,6 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Metadata } from "@grpc/grpc-js";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
+import { ADMIN_ROLES, type AdminRole } from "../signing/vocabulary.js";
 import type { Db } from "./db/client.js";
 
 export const sha256Hex = (s: string): string => createHash("sha256").update(s).digest("hex");
@@ -29,8 +30,8 @@ export function enrollmentToken(md: Metadata): string | undefined {
 
 // --- admin ---------------------------------------------------------------------------------
 
-export const ROLES = ["admin", "publisher", "security", "operator", "auditor"] as const;
-export type Role = (typeof ROLES)[number];
+export const ROLES = ADMIN_ROLES;
+export type Role = AdminRole;
 
 export const PERMISSIONS = {
   "plugin.publish": ["admin", "publisher"],

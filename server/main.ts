@@ -9,6 +9,7 @@ import { agentIdFromCertificate } from "../keys/certs.js";
 import { ArcadeError, ErrorCode, errorMessageOf } from "../signing/errors.js";
 import type { TrustStore } from "../signing/release.js";
 import { isLoopback, splitHostPort } from "../signing/validation.js";
+import { bindError } from "../signing/address.js";
 import { AclStore } from "./acl-store.js";
 import { AuditLog } from "./audit.js";
 import { ensureBootstrapAdmin } from "./auth.js";
@@ -78,7 +79,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   server.addService(AdminServiceService, adminService(ctx));
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host.includes(":") ? `[${host}]` : host}:${port}`, serverCredentials(config), (err, p) =>
-      err ? reject(err) : resolve(p),
+      err ? reject(bindError(err, "server.listen", "ARCADE_SERVER_LISTEN", config.listen)) : resolve(p),
     ),
   );
   const address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;

@@ -6,6 +6,8 @@ export const ErrorCode = {
   // configuration and input
   CONFIG_INVALID: "CONFIG_INVALID",
   INVALID_ARGUMENT: "INVALID_ARGUMENT",
+  /** A listen address that cannot be bound (in use, not ours, not permitted): the message names its config key. */
+  LISTEN_FAILED: "LISTEN_FAILED",
   // package format
   MANIFEST_INVALID: "MANIFEST_INVALID",
   MANIFEST_MISSING: "MANIFEST_MISSING",

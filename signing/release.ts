@@ -11,15 +11,11 @@ import { createReleaseBundle, verifyReleaseBundle, type SigstoreKey, type Sigsto
 import { buildStatement, canonicalJson, parseStatement, type ReleaseStatement } from "./statement.js";
 import type { PluginManifest } from "./manifest.js";
 import { pluginKey } from "./manifest.js";
+import { releaseFiles, type Release } from "./release-files.js";
 
-export type Release = {
-  /** Canonical statement bytes, exactly as signed. */
-  statement: Uint8Array;
-  /** Detached OpenPGP signatures over `statement`, armored or binary. */
-  openpgp: Uint8Array[];
-  /** Keyed Sigstore bundles (JSON) whose DSSE payload carries the statement as its predicate. */
-  sigstore: string[];
-};
+// Where a release lives beside its tarball, and reading it: in release-files.ts (no crypto, so
+// commands that only read release files load no signing libraries).
+export { readReleaseFiles, releaseFiles, type Release } from "./release-files.js";
 
 /** The keys a verifier trusts: always its own, never keys that came with the release. */
 export type TrustStore = { openpgp: PublicKey[]; sigstore: SigstoreKey[] };
@@ -105,33 +101,6 @@ function checkSigstoreBindings(bundles: SigstoreVerified[], st: ReleaseStatement
 }
 
 // --- files beside a tarball ------------------------------------------------------------------
-
-export function releaseFiles(tgz: string): { statement: string; asc: string; sig: string; sigstore: string } {
-  return {
-    statement: `${tgz}.statement.json`,
-    asc: `${tgz}.statement.json.asc`,
-    sig: `${tgz}.statement.json.sig`,
-    sigstore: `${tgz}.sigstore.json`,
-  };
-}
-
-/** Reads <tgz>.statement.json and whichever signatures sit beside it (.asc, .sig, .sigstore.json). */
-export async function readReleaseFiles(tgz: string): Promise<Release> {
-  const f = releaseFiles(tgz);
-  const read = (p: string) => fsp.readFile(p).catch(() => undefined);
-  const statement = await read(f.statement);
-  if (!statement)
-    throw new ArcadeError(
-      ErrorCode.SIGNATURE_MISSING,
-      `${f.statement} not found: sign the plugin with \`arcade plugin sign ${tgz} --key <secret key>\``,
-    );
-  const [asc, sig, bundle] = await Promise.all([read(f.asc), read(f.sig), read(f.sigstore)]);
-  return {
-    statement,
-    openpgp: [asc, sig].filter((x) => x !== undefined),
-    sigstore: bundle ? [bundle.toString("utf8")] : [],
-  };
-}
 
 export type SignOptions = { openpgpKey?: PrivateKey; sigstore?: { privateKeyPem: string; hint: string }; publishedAt?: Date };
 

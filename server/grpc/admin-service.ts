@@ -20,6 +20,7 @@ import {
 } from "../plugins.js";
 import { peerOf, publicError, throttledAuth, unary } from "./handler.js";
 import { EVENT } from "../../signing/events.js";
+import type { AdminRpc, AuditAction } from "../../signing/vocabulary.js";
 
 /**
  * Every admin RPC: authenticate the token (throttled), check the role holds the permission,
@@ -28,14 +29,14 @@ import { EVENT } from "../../signing/events.js";
  */
 function adminRpc<Req, Res>(
   ctx: ServerContext,
-  rpc: string,
+  rpc: AdminRpc,
   permission: Permission,
   fn: (call: ServerUnaryCall<Req, Res>, who: AdminIdentity) => Promise<Res>,
 ) {
   return unary<Req, Res>(ctx.log, rpc, async (call) => fn(call, await authorizeCall(ctx, call, rpc, permission)));
 }
 
-async function authorizeCall(ctx: ServerContext, call: SurfaceCall, rpc: string, permission: Permission): Promise<AdminIdentity> {
+async function authorizeCall(ctx: ServerContext, call: SurfaceCall, rpc: AdminRpc, permission: Permission): Promise<AdminIdentity> {
   const source = peerOf(call);
   const who = await throttledAuth(ctx, call, "auth.admin", rpc, () => authenticateAdmin(ctx.db, call.metadata));
   try {
@@ -56,7 +57,7 @@ async function authorizeCall(ctx: ServerContext, call: SurfaceCall, rpc: string,
 
 export function adminService(ctx: ServerContext): AdminServiceServer {
   const { db, log } = ctx;
-  const changed = (who: AdminIdentity, call: SurfaceCall, action: string, subject: string, details: Record<string, unknown> = {}) =>
+  const changed = (who: AdminIdentity, call: SurfaceCall, action: AuditAction, subject: string, details: Record<string, unknown> = {}) =>
     ctx.audit.record({
       actor: `admin:${who.name}`,
       action,

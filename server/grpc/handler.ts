@@ -6,6 +6,7 @@ import { ArcadeError, ErrorCode, errorCodeOf, errorMessageOf } from "../../signi
 import type { ServerContext, SurfaceCall } from "../context.js";
 import { toServiceError } from "./status.js";
 import { EVENT } from "../../signing/events.js";
+import type { AuditAction } from "../../signing/vocabulary.js";
 
 export function publicError(e: unknown, log: Logger, rpc: string): ReturnType<typeof toServiceError> {
   if (errorCodeOf(e) === ErrorCode.INTERNAL) {
@@ -41,7 +42,7 @@ export function peerOf(call: { getPeer(): string }): string {
 export async function throttledAuth<T>(
   ctx: ServerContext,
   call: SurfaceCall,
-  action: string,
+  action: AuditAction,
   subject: string,
   check: () => Promise<T>,
   actor = "unknown",
