@@ -36,6 +36,6 @@ arcade acl grant labels:os=linux 'acme/*' --versions '^1'
 arcade agent start --config agent.yaml > agent.log 2>&1 &
 
 # 6. a job: commands plus plugins at stages before / on_success / on_failure / after
-arcade job submit --agent build-7 --run "echo hello from build-7" --plugin acme/hello@1.0.0:before --wait --timeout 120
+arcade job submit --agent build-7 --run "echo hello from build-7" --plugin acme/hello@1.0.0:before --wait --wait-timeout 120
 arcade audit query --action plugin.download
 # --- end of walkthrough ---
