@@ -4,11 +4,12 @@
 // no longer uses, so it is dev/test tooling only: the server applies migrations with
 // server/db/migrate.ts and never loads this file. Bump `prisma` and this package together.
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
-import { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
+import { PrismaLibSql } from "@prisma/adapter-libsql";
 import { PrismaPg } from "@prisma/adapter-pg";
 
 const require = createRequire(import.meta.url);
@@ -73,7 +74,7 @@ function bindAdapter(reg, a) {
     errorRegistry: reg,
     queryRaw: wrap(reg, a.queryRaw.bind(a)),
     // The shadow-database replay sends whole multi-statement migration files through executeRaw
-    // without parameters; better-sqlite3 refuses multi-statement prepared SQL, so run those as scripts.
+    // without parameters; a prepared statement runs only one SQL statement, so run those as scripts.
     executeRaw: wrap(reg, (q) => (q.args?.length ? a.executeRaw(q) : a.executeScript(q.sql).then(() => 0))),
     executeScript: wrap(reg, a.executeScript.bind(a)),
     dispose: wrap(reg, a.dispose.bind(a)),
@@ -144,7 +145,7 @@ export function schemaProvider(schemaText) {
 }
 
 /**
- * The engine bound to a database. sqlite: "file:<path>" or ":memory:" (the shadow DB is in memory);
+ * The engine bound to a database. sqlite: "file:<path>" or ":memory:" (a scratch database; so is the shadow DB);
  * postgresql: a server URL where temporary shadow databases may be created and dropped.
  * Call engine.free() when done.
  */
@@ -154,9 +155,16 @@ export async function openEngine({ schemaPath, url }) {
   const provider = schemaProvider(schema);
   let factory;
   let shadow;
+  let scratchDir;
   if (provider === "sqlite") {
-    factory = new PrismaBetterSqlite3({ url: url ?? ":memory:" });
-    shadow = () => new PrismaBetterSqlite3({ url: ":memory:" }).connect();
+    // ":memory:" databases are temporary files here: @libsql/client 0.17 opens a new connection
+    // after each transaction, and for ":memory:" that is a new, empty database.
+    scratchDir = fs.mkdtempSync(path.join(os.tmpdir(), "arcade-schema-engine-"));
+    let n = 0;
+    const scratch = () => pathToFileURL(path.join(scratchDir, `db${n++}.sqlite`)).href;
+    const fileUrl = (u) => pathToFileURL(path.resolve(u.replace(/^file:/, ""))).href;
+    factory = new PrismaLibSql({ url: !url || url === ":memory:" ? scratch() : fileUrl(url) });
+    shadow = () => new PrismaLibSql({ url: scratch() }).connect();
   } else if (provider === "postgresql") {
     if (!url) throw new Error("postgresql needs a server URL: set SHADOW_DATABASE_URL (scripts/with-postgres.sh provides TEST_PG_URL)");
     factory = pgAdapter(url);
@@ -166,6 +174,13 @@ export async function openEngine({ schemaPath, url }) {
   }
   const log = (m) => process.env.SCHEMA_ENGINE_DEBUG && console.error(m);
   const engine = await SchemaEngine.new({ datamodels: [[schemaPath, schema]] }, log, bindFactory(factory, shadow));
+  if (scratchDir) {
+    const free = engine.free.bind(engine);
+    engine.free = () => {
+      free();
+      fs.rmSync(scratchDir, { recursive: true, force: true });
+    };
+  }
   return { engine, provider, files: [{ path: schemaPath, content: schema }] };
 }
 

@@ -2,7 +2,7 @@
 // for shared deployments. Migrations are applied first, so callers always get an up-to-date schema.
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { ArcadeError, ErrorCode } from "../../signing/errors.js";
 import type { PrismaClient } from "../../prisma/generated/sqlite/client.js";
 import { migrate, redactUrl, splitPgSchema, sqlitePathOf, SQLITE_BUSY_TIMEOUT_MS, type Provider } from "./migrate.js";
@@ -57,15 +57,15 @@ export async function openDatabase(url: string, opts: { log?: (m: string) => voi
 }
 
 async function openSqlite(url: string, log?: (m: string) => void): Promise<Db> {
-  const [{ PrismaClient }, { PrismaBetterSqlite3 }] = await Promise.all([
+  const [{ PrismaClient }, { PrismaLibSqlOneConnection }] = await Promise.all([
     import("../../prisma/generated/sqlite/client.js"),
-    import("@prisma/adapter-better-sqlite3"),
+    import("./libsql.js"),
   ]);
-  // `timeout` is better-sqlite3's busy timeout: the server and tests may write the same file from
-  // two processes, and a writer should wait for the other rather than fail with SQLITE_BUSY.
-  const db = new PrismaClient({
-    adapter: new PrismaBetterSqlite3({ url: sqlitePathOf(url), timeout: SQLITE_BUSY_TIMEOUT_MS }),
-  });
+  // libSQL takes a file: URL and percent-decodes it, so the path is encoded rather than pasted in.
+  // `timeout` is the busy timeout: the server and tests may write the same file from two
+  // processes, and a writer should wait for the other rather than fail with SQLITE_BUSY.
+  const file = pathToFileURL(path.resolve(sqlitePathOf(url))).href;
+  const db = new PrismaClient({ adapter: new PrismaLibSqlOneConnection({ url: file, timeout: SQLITE_BUSY_TIMEOUT_MS }) });
   try {
     // WAL lets readers in one process proceed while another writes; the mode persists in the file.
     const [row] = await db.$queryRawUnsafe<{ journal_mode: string }[]>("PRAGMA journal_mode = WAL");

@@ -39,7 +39,8 @@ export function redactUrl(url: string): string {
 /** `file:<path>` → path. Exported so the client opens exactly the file the migrator migrated. */
 export function sqlitePathOf(url: string): string {
   const p = url.replace(/^file:/, "");
-  // better-sqlite3 would take a query string as part of the file name and silently use another file.
+  // Refused rather than guessed: a query string would be read as part of the file name by one driver
+  // and as connection options by another.
   if (!url.startsWith("file:") || p === "" || p.includes("?")) {
     throw new ArcadeError(ErrorCode.CONFIG_INVALID, `database.url: expected file:<path> for SQLite, got "${url}"`, {
       setting: "database.url",
@@ -107,12 +108,16 @@ export const SQLITE_BUSY_TIMEOUT_MS = 30_000;
 const sqliteNow = () => new Date().toISOString().replace("Z", "+00:00"); // the timestamp format the engine writes
 
 async function migrateSqlite(o: MigrateOptions, migrations: Migration[], log: (m: string) => void): Promise<string[]> {
-  const { default: Database } = await import("better-sqlite3");
+  // libsql is the driver under @prisma/adapter-libsql (server/db/libsql.ts), with the same
+  // synchronous API as better-sqlite3, which this code used before.
+  const { default: Database } = await import("libsql");
   const file = sqlitePathOf(o.url);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   // Prisma does not lock SQLite, but the server and tests may open a fresh file at the same moment and
   // would both apply `init`. An exclusive transaction on a side file serialises migrators; the OS
-  // drops the lock if a process dies, so no stale lock is ever left behind.
+  // drops the lock if a process dies, so no stale lock is ever left behind. The lock connection only
+  // ever uses exec(): libsql 0.5 keeps a connection that prepared a statement open after close()
+  // until garbage collection, and this one must release its lock at close().
   const lock = new Database(`${file}.migrate-lock`, { timeout: SQLITE_BUSY_TIMEOUT_MS });
   const db = new Database(file, { timeout: SQLITE_BUSY_TIMEOUT_MS });
   try {

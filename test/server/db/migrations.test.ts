@@ -1,9 +1,12 @@
 // The committed migrations, the migrator and the Prisma schemas must agree, on both databases.
 // Postgres cases run when TEST_PG_URL is set: `scripts/with-postgres.sh npx vitest run test/server/db`.
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { createInterface } from "node:readline";
+import Database from "libsql";
 import pg from "pg";
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import type { SchemaEngine } from "@prisma/schema-engine-wasm";
@@ -93,7 +96,7 @@ describe("sqlite", () => {
     await prismaAgrees(SQLITE_SCHEMA, url);
   });
 
-  it("is in sync with schema.prisma (Prisma diff against a shadow database in memory)", async () => {
+  it("is in sync with schema.prisma (Prisma diff against a scratch shadow database)", async () => {
     const r = await tools.diffMigrationsToSchema({ schemaPath: SQLITE_SCHEMA, migrationsDir, url: ":memory:" });
     expect(r.exitCode, `schema.prisma changed without a migration; run npm run db:migration -- <name>\n${r.stdout}`).toBe(0);
   });
@@ -141,13 +144,119 @@ describe("sqlite", () => {
       try {
         expect(opened.provider).toBe("sqlite");
         expect(await opened.db.$queryRawUnsafe("PRAGMA journal_mode")).toEqual([{ journal_mode: "wal" }]);
-        expect(await opened.db.$queryRawUnsafe("PRAGMA busy_timeout")).toEqual([{ timeout: BigInt(SQLITE_BUSY_TIMEOUT_MS) }]);
+        expect(await opened.db.$queryRawUnsafe("PRAGMA busy_timeout")).toEqual([{ timeout: SQLITE_BUSY_TIMEOUT_MS }]);
         expect(await opened.db.plugin.count()).toBe(0);
       } finally {
         await opened.close();
       }
     }
     expect(logs.filter((m) => m.startsWith("applied"))).toHaveLength(fs.readdirSync(migrationsDirFor("sqlite")).length - 1); // minus the lock file
+  });
+});
+
+// Holds SQLite's write lock in another process: BEGIN IMMEDIATE, print "locked", then on a line
+// "<ms>" on stdin keep the lock that long (a long write transaction), COMMIT and print when.
+const LOCK_HOLDER = `
+import Database from "libsql";
+const db = new Database(process.argv[1]);
+db.exec("BEGIN IMMEDIATE");
+console.log(JSON.stringify({ event: "locked" }));
+process.stdin.once("data", (d) => setTimeout(() => {
+  db.exec("COMMIT");
+  console.log(JSON.stringify({ event: "released", at: Date.now() }));
+  db.close();
+  process.exit(0);
+}, Number(String(d))));
+`;
+
+describe("sqlite under concurrent writers", () => {
+  // Descriptors this process holds on the database file and its -wal/-shm side files (Linux).
+  const fdsOn = (file: string) =>
+    fs.readdirSync("/proc/self/fd").filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(file);
+      } catch {
+        return false;
+      }
+    }).length;
+  const job = (id: string) => ({
+    data: {
+      id,
+      commands: "[]",
+      plugins: { create: { id: `${id}-p`, pluginId: "demo", version: "1.0.0", executionOrder: 0, executionStage: "before" } },
+    },
+  });
+
+  it("a write waits for another process's write transaction instead of failing with SQLITE_BUSY", async () => {
+    const file = path.join(tmp, "busy.db");
+    const { db, close } = await openDatabase(`file:${file}`, { log: quiet });
+    try {
+      await db.plugin.create({
+        data: { pluginId: "demo", version: "1.0.0", sha256: "ab".repeat(32), size: 3, storageKey: "ab".repeat(32) },
+      });
+      // The write below blocks this process's event loop while it waits, so the holder ends the
+      // lock on its own after `hold` ms; if this machine is too slow to start the write within it,
+      // try again with a longer one.
+      for (const hold of [500, 2_000, 8_000]) {
+        const holder = spawn(process.execPath, ["--input-type=module", "-e", LOCK_HOLDER, file], {
+          cwd: ROOT,
+          stdio: ["pipe", "pipe", "inherit"],
+        });
+        const events = createInterface({ input: holder.stdout })[Symbol.asyncIterator]();
+        const next = async () => JSON.parse(String((await events.next()).value)) as { event: string; at?: number };
+        expect(await next()).toEqual({ event: "locked" });
+        // Control: without a busy timeout the same write fails at once, so the lock is really held.
+        const bare = new Database(file);
+        expect(() => bare.exec(`INSERT INTO "t_job" ("id", "commands") VALUES ('bare', '[]')`)).toThrow(/locked|busy/i);
+        bare.close();
+        holder.stdin.write(`${hold}\n`);
+        const started = Date.now();
+        // A job with its plugin rows: Prisma runs it as a transaction (server/db/libsql.ts).
+        await db.job.create(job(`j-${hold}`));
+        const ended = Date.now();
+        const released = await next();
+        expect(released.event).toBe("released");
+        await new Promise((resolve) => holder.once("exit", resolve));
+        if (started < released.at!) {
+          expect(ended).toBeGreaterThanOrEqual(released.at!);
+          expect(await db.jobPlugin.count({ where: { jobId: `j-${hold}` } })).toBe(1);
+          return;
+        }
+      }
+      throw new Error("could not start a write while another process held the lock, even with an 8 s hold");
+    } finally {
+      await close();
+    }
+  });
+
+  it.skipIf(!fs.existsSync("/proc/self/fd"))("transactions reuse the client's connection: no descriptor per job", async () => {
+    const file = path.join(tmp, "fds.db");
+    const { db, close } = await openDatabase(`file:${file}`, { log: quiet });
+    try {
+      await db.plugin.create({
+        data: { pluginId: "demo", version: "1.0.0", sha256: "ab".repeat(32), size: 3, storageKey: "ab".repeat(32) },
+      });
+      await db.job.create(job("warm-up"));
+      const before = fdsOn(file);
+      for (let i = 0; i < 50; i++) await db.job.create(job(`j${i}`));
+      expect(await db.job.count()).toBe(51);
+      // @libsql/client alone would open a new connection after each of these transactions and
+      // keep the old one: two more descriptors per job.
+      expect(fdsOn(file)).toBe(before);
+    } finally {
+      await close();
+    }
+  });
+
+  it("opens a path with spaces, # and % at exactly that path", async () => {
+    const dir = path.join(tmp, "a b#c%20d");
+    const { db, close } = await openDatabase(`file:${path.join(dir, "x.db")}`, { log: quiet });
+    try {
+      expect(await db.plugin.count()).toBe(0);
+    } finally {
+      await close();
+    }
+    expect(fs.readdirSync(dir)).toContain("x.db");
   });
 });
 
