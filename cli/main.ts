@@ -2,6 +2,7 @@
 // `arcade`: one command for every role. Errors print as "error CODE: message" and exit 1, so
 // scripts can match on the code; usage mistakes print commander's message and help hint.
 import { Command, Option } from "commander";
+import { silenceIpServernameWarning } from "../proto/warnings.js";
 import { ArcadeError, ErrorCode } from "../signing/errors.js";
 import { EVENT } from "../signing/events.js";
 import type { ConnectOptions } from "./admin-client.js";
@@ -14,14 +15,7 @@ import type { SubmitFlags } from "./job-file.js";
 // commander and the small modules above. Each action imports what it needs when it runs; a
 // test (test/e2e/cli-startup.test.ts) checks that --version and client commands stay light.
 
-// grpc-js passes an IP target (127.0.0.1) as the TLS server name, which Node flags with DEP0123
-// on every connection; the certificate is still checked against the IP SAN. Drop just that one.
-const emitWarning = process.emitWarning.bind(process);
-process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-  const code = typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
-  if (code === "DEP0123") return;
-  (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
-}) as typeof process.emitWarning;
+silenceIpServernameWarning();
 
 const program = new Command()
   .name("arcade")

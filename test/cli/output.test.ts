@@ -22,7 +22,7 @@ describe("toJson", () => {
 
 describe("printable", () => {
   it("shows control characters as escapes so no terminal sequence runs; keeps newlines and tabs", () => {
-    expect(printable("a\u001b[2Jb\u0007\tc\nd\u009b")).toBe("a\\u001b[2Jb\\u0007\tc\nd\\u009b");
+    expect(printable("a\u001b[2Jb\u0007\tc\nd\u009b\u202e")).toBe("a\\x1b[2Jb\\x07\tc\nd\\x9b\\u202e");
   });
 });
 
@@ -39,7 +39,7 @@ describe("reportError", () => {
     expect(lines).toEqual([
       "error TLS_CLIENT_CERT_REQUIRED: the server asked for a client certificate",
       `hint: ${hintFor("TLS_CLIENT_CERT_REQUIRED")}`,
-      "error INVALID_ARGUMENT: x\\u001b]0;pwned\\u0007",
+      "error INVALID_ARGUMENT: x\\x1b]0;pwned\\x07",
     ]);
     for (const code of ["TLS_CLIENT_CERT_REQUIRED", "TLS_CLIENT_CERT_REJECTED", "TLS_SERVER_UNTRUSTED"])
       expect(hintFor(code)).toMatch(/pass --/);
